@@ -1,0 +1,14 @@
+//! voxgate-core: the sans-IO heart of voxgate.
+//!
+//! Everything here is plain data in, data out: no sockets, no async runtime,
+//! no wall clock. Time is always an argument (`now`), so the async shell in
+//! `voxgate-server` can drive it from `tokio::time` and tests can drive it
+//! from a fake clock.
+
+pub mod call;
+pub mod events;
+pub mod heartbeat;
+pub mod ids;
+pub mod phone;
+pub mod twilio;
+pub mod wire;

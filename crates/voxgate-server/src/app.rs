@@ -1,0 +1,91 @@
+//! Shared state and the one router that serves every endpoint.
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+
+use axum::Router;
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use voxgate_store::{RecordWriter, Store};
+
+use crate::bus::EventBus;
+use crate::config::Config;
+use crate::http;
+use crate::registry::CallRegistry;
+use crate::sessions::ParkedSessions;
+use crate::ws;
+
+/// Cancellation and task tracking for everything the server runs.
+#[derive(Debug, Clone, Default)]
+pub struct Lifecycle {
+    /// Cancelled when the server stops for good: every connection and call ends.
+    pub root: CancellationToken,
+    /// Cancelled when draining starts: no new calls, `/readyz` is 503.
+    pub draining: CancellationToken,
+    /// Every connection and call task.
+    pub tracker: TaskTracker,
+}
+
+/// Everything a handler needs, built once in `Server::bind` and passed down.
+#[derive(Debug, Clone)]
+pub struct AppState(Arc<Shared>);
+
+/// The parts of [`AppState`].
+#[derive(Debug)]
+pub struct Shared {
+    /// The configuration in force.
+    pub config: Config,
+    /// The record store, read by the API.
+    pub store: Store,
+    /// Writes call records off the call path.
+    pub records: RecordWriter,
+    /// Live calls.
+    pub registry: CallRegistry,
+    /// Call events for monitors.
+    pub bus: EventBus,
+    /// Monitor sessions awaiting a reconnect.
+    pub sessions: ParkedSessions,
+    /// Shutdown and task tracking.
+    pub lifecycle: Lifecycle,
+    /// One permit per call the server may carry at once.
+    pub call_slots: Arc<Semaphore>,
+    /// Renders `/metrics`.
+    pub prometheus: PrometheusHandle,
+    /// Open WebSocket connections on all endpoints.
+    pub open_connections: Arc<AtomicUsize>,
+}
+
+impl AppState {
+    /// Wraps the shared parts.
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The router for every endpoint on the one listener. Any other path,
+/// WebSocket upgrades included, is answered 404 before any upgrade.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/twiml", post(http::twiml))
+        .route("/stream", get(ws::stream_upgrade))
+        .route("/browser-stream", get(ws::browser_upgrade))
+        .route("/events", get(ws::events_upgrade))
+        .route("/healthz", get(http::healthz))
+        .route("/readyz", get(http::readyz))
+        .route("/metrics", get(http::metrics))
+        .route("/api/calls", get(http::list_calls))
+        .route("/api/calls/{call_sid}", get(http::get_call))
+        .fallback(http::not_found)
+        .with_state(state)
+}

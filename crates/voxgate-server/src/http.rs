@@ -1,0 +1,267 @@
+//! Plain HTTP routes: TwiML, health, metrics and the calls API. Errors are
+//! mapped to responses in one place, [`ApiError`].
+
+use std::collections::HashMap;
+
+use axum::Form;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use voxgate_core::ids::CallSid;
+use voxgate_core::phone;
+use voxgate_store::{CallRecord, StoreError};
+
+use crate::app::AppState;
+use crate::metrics;
+
+/// An API failure, rendered as `{"error": {"code", "message"}}`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The client asked for something malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such resource.
+    #[error("{0}")]
+    NotFound(String),
+    /// The record store could not answer.
+    #[error("the call store is unavailable")]
+    Store(#[from] StoreError),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Store(e) => {
+                tracing::error!(error = %e, "store query failed");
+                (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
+            }
+        };
+        let body = serde_json::json!({"error": {"code": code, "message": self.to_string()}});
+        (status, Json(body)).into_response()
+    }
+}
+
+/// Twilio's voice webhook form (only the fields voxgate uses).
+#[derive(Debug, Deserialize)]
+pub struct VoiceWebhook {
+    #[serde(rename = "From")]
+    from: Option<String>,
+    #[serde(rename = "To")]
+    to: Option<String>,
+}
+
+/// Query of `POST /twiml`: which persona answers this number.
+#[derive(Debug, Deserialize)]
+pub struct TwimlQuery {
+    persona: Option<String>,
+}
+
+/// The persona used when the webhook names none.
+pub const DEFAULT_PERSONA: &str = "default";
+
+/// `POST /twiml`: connects the call to `/stream`, passing caller, callee
+/// and persona as stream parameters (Twilio drops query strings on stream URLs).
+pub async fn twiml(
+    State(state): State<AppState>,
+    Query(query): Query<TwimlQuery>,
+    headers: HeaderMap,
+    Form(form): Form<VoiceWebhook>,
+) -> Result<Response, ApiError> {
+    let stream_url = match &state.config.public_url {
+        Some(public) => public.ws_url("/stream"),
+        None => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .filter(|h| !h.is_empty() && !h.contains(['/', '"', '<', '>', ' ']))
+                .ok_or_else(|| {
+                    ApiError::BadRequest(
+                        "no Host header and no VOXGATE_PUBLIC_URL to build the stream URL".into(),
+                    )
+                })?;
+            // Twilio accepts only wss:// stream URLs.
+            format!("wss://{host}/stream")
+        }
+    };
+    let params = [
+        ("from", form.from.as_deref().map(phone::party)),
+        ("to", form.to.as_deref().map(phone::party)),
+        (
+            "persona",
+            Some(query.persona.unwrap_or_else(|| DEFAULT_PERSONA.to_owned())),
+        ),
+    ];
+    let mut xml = String::from(r#"<?xml version="1.0" encoding="UTF-8"?><Response><Connect>"#);
+    xml.push_str(&format!(r#"<Stream url="{}">"#, xml_escape(&stream_url)));
+    for (name, value) in params {
+        if let Some(value) = value {
+            xml.push_str(&format!(
+                r#"<Parameter name="{name}" value="{}"/>"#,
+                xml_escape(&value)
+            ));
+        }
+    }
+    xml.push_str("</Stream></Connect></Response>");
+    Ok(([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response())
+}
+
+fn xml_escape(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `GET /healthz`: the process is alive.
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+#[derive(Serialize)]
+struct Readiness {
+    ready: bool,
+    draining: bool,
+    active_calls: usize,
+}
+
+/// `GET /readyz`: 200 while the server takes calls; 503 once it drains.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let draining = state.lifecycle.draining.is_cancelled();
+    let body = Readiness {
+        ready: !draining,
+        draining,
+        active_calls: state.registry.len(),
+    };
+    let status = if draining {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(body)).into_response()
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.prometheus.render(),
+    )
+        .into_response()
+}
+
+/// A call record as the API shows it: the stored fields plus RFC 3339 times.
+#[derive(Debug, Serialize)]
+pub struct CallView {
+    #[serde(flatten)]
+    record: CallRecord,
+    started_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ended_at: Option<String>,
+}
+
+impl From<CallRecord> for CallView {
+    fn from(record: CallRecord) -> Self {
+        Self {
+            started_at: rfc3339(record.started_at_ms),
+            ended_at: record.ended_at_ms.map(rfc3339),
+            record,
+        }
+    }
+}
+
+fn rfc3339(unix_ms: i64) -> String {
+    let ms = u64::try_from(unix_ms).unwrap_or(0);
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 500;
+
+/// `GET /api/calls?limit=&offset=`: newest first.
+pub async fn list_calls(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let number = |name: &str, default: u32| -> Result<u32, ApiError> {
+        match query.get(name) {
+            None => Ok(default),
+            Some(raw) => raw.parse().map_err(|_| {
+                ApiError::BadRequest(format!("`{name}` must be a whole number, got {raw:?}"))
+            }),
+        }
+    };
+    let limit = number("limit", DEFAULT_PAGE)?;
+    let offset = number("offset", 0)?;
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::BadRequest(format!(
+            "`limit` must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    let calls: Vec<CallView> = state
+        .store
+        .list_calls(limit, offset)
+        .await?
+        .into_iter()
+        .map(CallView::from)
+        .collect();
+    Ok(Json(
+        serde_json::json!({"calls": calls, "limit": limit, "offset": offset}),
+    ))
+}
+
+/// `GET /api/calls/{call_sid}`.
+pub async fn get_call(
+    State(state): State<AppState>,
+    Path(call_sid): Path<String>,
+) -> Result<Json<CallView>, ApiError> {
+    let id = CallSid::new(call_sid.clone())
+        .map_err(|e| ApiError::BadRequest(format!("bad call id: {e}")))?;
+    state
+        .store
+        .get_call(&id)
+        .await?
+        .map(|record| Json(CallView::from(record)))
+        .ok_or_else(|| ApiError::NotFound(format!("no call {call_sid}")))
+}
+
+/// Everything else: 404, and WebSocket upgrades to unknown paths are
+/// counted as refused, never accepted.
+pub async fn not_found(headers: HeaderMap) -> Response {
+    let is_upgrade = headers
+        .get(header::UPGRADE)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|h| h.eq_ignore_ascii_case("websocket"));
+    if is_upgrade {
+        metrics::refused("unknown", "not_found");
+    }
+    ApiError::NotFound("no such endpoint".into()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_xml_attribute_values() {
+        assert_eq!(xml_escape(r#"a&b<c>"d'"#), "a&amp;b&lt;c&gt;&quot;d&apos;");
+    }
+
+    #[test]
+    fn formats_record_times() {
+        assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+    }
+}

@@ -1,0 +1,116 @@
+//! Metric names, labels and the small RAII helpers that keep gauges honest.
+//! Everything goes through the `metrics` facade; `/metrics` renders the
+//! Prometheus recorder that the binary installs.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use metrics::{counter, describe_counter, describe_gauge, gauge};
+use voxgate_core::call::Disposition;
+
+/// Calls in progress.
+pub const ACTIVE_CALLS: &str = "voxgate_active_calls";
+/// Open WebSocket connections, by endpoint.
+pub const WS_CONNECTIONS: &str = "voxgate_websocket_connections";
+/// WebSocket upgrades accepted, by endpoint.
+pub const WS_ACCEPTED: &str = "voxgate_websocket_accepted_total";
+/// WebSocket upgrades refused, by endpoint and reason.
+pub const WS_REFUSED: &str = "voxgate_websocket_refused_total";
+/// WebSocket connections closed, by endpoint and reason.
+pub const WS_CLOSED: &str = "voxgate_websocket_closed_total";
+/// Calls ended, by disposition.
+pub const CALLS: &str = "voxgate_calls_total";
+/// Malformed or out-of-place input, by endpoint and kind.
+pub const BAD_INPUT: &str = "voxgate_bad_input_total";
+/// Carrier events voxgate does not know, by event name.
+pub const UNKNOWN_EVENTS: &str = "voxgate_carrier_unknown_events_total";
+/// Events dropped for slow monitors.
+pub const EVENTS_DROPPED: &str = "voxgate_monitor_events_dropped_total";
+
+/// Registers help texts, and zeroes every call counter so dashboards see
+/// each disposition from the start.
+pub fn describe() {
+    describe_gauge!(ACTIVE_CALLS, "Calls in progress");
+    describe_gauge!(WS_CONNECTIONS, "Open WebSocket connections by endpoint");
+    describe_counter!(WS_ACCEPTED, "WebSocket upgrades accepted by endpoint");
+    describe_counter!(
+        WS_REFUSED,
+        "WebSocket upgrades refused by endpoint and reason"
+    );
+    describe_counter!(
+        WS_CLOSED,
+        "WebSocket connections closed by endpoint and reason"
+    );
+    describe_counter!(CALLS, "Calls ended by disposition");
+    describe_counter!(
+        BAD_INPUT,
+        "Malformed or out-of-place input by endpoint and kind"
+    );
+    describe_counter!(UNKNOWN_EVENTS, "Carrier events of unknown type");
+    describe_counter!(EVENTS_DROPPED, "Call events dropped for slow monitors");
+    for disposition in Disposition::ALL {
+        counter!(CALLS, "disposition" => disposition.as_str()).absolute(0);
+    }
+    gauge!(ACTIVE_CALLS).set(0.0);
+}
+
+/// The WebSocket endpoints on the one listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `/stream`: Twilio Media Streams.
+    Stream,
+    /// `/browser-stream`: browser calls.
+    BrowserStream,
+    /// `/events`: monitors.
+    Events,
+}
+
+impl Endpoint {
+    /// The metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Stream => "stream",
+            Endpoint::BrowserStream => "browser_stream",
+            Endpoint::Events => "events",
+        }
+    }
+}
+
+/// Counts bad input of one kind on one endpoint.
+pub fn bad_input(endpoint: Endpoint, kind: &'static str) {
+    counter!(BAD_INPUT, "endpoint" => endpoint.as_str(), "kind" => kind).increment(1);
+}
+
+/// Counts a refused upgrade.
+pub fn refused(endpoint: &'static str, reason: &'static str) {
+    counter!(WS_REFUSED, "endpoint" => endpoint, "reason" => reason).increment(1);
+}
+
+/// Holds one open connection in the gauge and in the server's own count;
+/// dropping it releases both, however the connection ended.
+pub struct ConnectionGuard {
+    endpoint: Endpoint,
+    open: Arc<AtomicUsize>,
+}
+
+impl ConnectionGuard {
+    /// Counts a newly accepted connection.
+    pub fn open(endpoint: Endpoint, open: Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::SeqCst);
+        counter!(WS_ACCEPTED, "endpoint" => endpoint.as_str()).increment(1);
+        gauge!(WS_CONNECTIONS, "endpoint" => endpoint.as_str()).increment(1.0);
+        Self { endpoint, open }
+    }
+
+    /// Counts why the connection closed.
+    pub fn closed(&self, reason: &'static str) {
+        counter!(WS_CLOSED, "endpoint" => self.endpoint.as_str(), "reason" => reason).increment(1);
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::SeqCst);
+        gauge!(WS_CONNECTIONS, "endpoint" => self.endpoint.as_str()).decrement(1.0);
+    }
+}

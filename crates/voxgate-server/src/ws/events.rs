@@ -1,0 +1,261 @@
+//! `/events`: monitors and front ends. Live call events filtered by
+//! subscription, job configuration for live or upcoming calls, hang-up, and
+//! session resumption across reconnects.
+
+use std::sync::Arc;
+
+use axum::extract::ws::Message;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::{Instant, sleep_until};
+use tracing::Instrument;
+use voxgate_core::events::{
+    CallEvent, ErrorCode, JobConfig, MonitorRequest, ProtocolError, ServerMessage,
+};
+use voxgate_core::ids::{CallSid, SessionId};
+
+use super::{Connection, Frame, ReadEnd, Stalled, WsSocket, close_code};
+use crate::app::AppState;
+use crate::bus::PublishedEvent;
+use crate::metrics::Endpoint;
+use crate::registry::CallCommand;
+use crate::sessions::SessionState;
+
+/// One monitor connection's session.
+struct Monitor {
+    state: AppState,
+    session_id: SessionId,
+    session: SessionState,
+}
+
+/// Serves one monitor connection until it closes or the server stops.
+pub async fn run<S: WsSocket>(socket: S, state: AppState) {
+    let session_id = new_session_id();
+    let span = tracing::info_span!("monitor", session_id = %session_id);
+    serve(socket, state, session_id).instrument(span).await;
+}
+
+async fn serve<S: WsSocket>(socket: S, state: AppState, session_id: SessionId) {
+    let mut conn = Connection::open(socket, &state, Endpoint::Events);
+    let mut bus = state.bus.subscribe();
+    let token = state.lifecycle.root.child_token();
+    let mut monitor = Monitor {
+        state: state.clone(),
+        session_id,
+        session: SessionState::default(),
+    };
+    let hello = ServerMessage::ConnectionEstablished {
+        session_id: monitor.session_id.clone(),
+        ping_interval_ms: millis(state.config.ws.heartbeat.ping_interval),
+        idle_timeout_ms: millis(state.config.ws.heartbeat.idle_timeout),
+        max_message_bytes: state.config.ws.max_message_bytes,
+    };
+    let mut ended = conn
+        .out
+        .control_json(&hello)
+        .err()
+        .map(|Stalled| ReadEnd::Stalled);
+
+    while ended.is_none() {
+        let deadline = conn.deadline();
+        tokio::select! {
+            biased;
+            () = token.cancelled() => {
+                park(&monitor);
+                conn.close(close_code::GOING_AWAY, "server shutting down", "shutdown");
+                return;
+            }
+            item = futures_util::StreamExt::next(&mut conn.stream) => {
+                ended = match conn.classify(item) {
+                    Frame::Text(text) => monitor.handle_text(&mut conn, &text),
+                    Frame::Binary(_) => {
+                        let e = ProtocolError::new(
+                            ErrorCode::BinaryNotSupported,
+                            "/events takes JSON text frames only",
+                        );
+                        monitor.refuse(&mut conn, &e)
+                    }
+                    Frame::Nothing => None,
+                    Frame::Ended(end) => Some(end),
+                };
+            }
+            received = bus.recv() => match received {
+                Ok(event) => monitor.forward(&mut conn, &event),
+                Err(RecvError::Lagged(n)) => conn.out.lost(n),
+                Err(RecvError::Closed) => ended = Some(ReadEnd::PeerGone),
+            },
+            () = sleep_until(deadline) => ended = conn.tick(),
+        }
+    }
+    park(&monitor);
+    if let Some(end) = ended {
+        tracing::debug!(reason = end.as_str(), "monitor connection ended");
+        conn.finish(end);
+    }
+}
+
+fn park(monitor: &Monitor) {
+    monitor.state.sessions.park(
+        monitor.session_id.clone(),
+        monitor.session.clone(),
+        Instant::now().into_std(),
+    );
+}
+
+fn new_session_id() -> SessionId {
+    // A v4 UUID is always a valid id: 36 printable ASCII characters.
+    SessionId::new(uuid::Uuid::new_v4().to_string())
+        .unwrap_or_else(|_| unreachable!("a UUID is a valid session id"))
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Monitor {
+    fn handle_text<S: WsSocket>(
+        &mut self,
+        conn: &mut Connection<S>,
+        text: &str,
+    ) -> Option<ReadEnd> {
+        match MonitorRequest::parse(text) {
+            Ok(request) => self.handle(conn, request),
+            Err(e) => self.refuse(conn, &e),
+        }
+    }
+
+    fn refuse<S: WsSocket>(&self, conn: &mut Connection<S>, e: &ProtocolError) -> Option<ReadEnd> {
+        conn.bad_input(e.code.as_str());
+        tracing::debug!(code = e.code.as_str(), message = %e.message, "refused monitor message");
+        reply(conn, &e.to_message())
+    }
+
+    fn handle<S: WsSocket>(
+        &mut self,
+        conn: &mut Connection<S>,
+        request: MonitorRequest,
+    ) -> Option<ReadEnd> {
+        let answer = match request {
+            MonitorRequest::Ping => ServerMessage::Pong,
+            MonitorRequest::SessionInfo { session_id } => self.resume(session_id),
+            MonitorRequest::Subscribe { call_id } => {
+                if !self.session.subscriptions.contains(&call_id) {
+                    self.session.subscriptions.push(call_id.clone());
+                }
+                ServerMessage::Subscribed { call_id }
+            }
+            MonitorRequest::Unsubscribe { call_id } => {
+                self.session.subscriptions.retain(|f| *f != call_id);
+                ServerMessage::Unsubscribed { call_id }
+            }
+            MonitorRequest::Config {
+                call_id: Some(call_id),
+                config,
+            } => match self.command(&call_id, CallCommand::Config(config)) {
+                Ok(()) => ServerMessage::ConfigApplied { call_id },
+                Err(e) => return self.refuse(conn, &e),
+            },
+            MonitorRequest::Config {
+                call_id: None,
+                config,
+            } => {
+                let held = self
+                    .session
+                    .held_config
+                    .get_or_insert_with(JobConfig::default);
+                held.merge(config);
+                ServerMessage::ConfigHeld {
+                    config: held.clone(),
+                }
+            }
+            MonitorRequest::Hangup { call_id } => match self.command(&call_id, CallCommand::Hangup)
+            {
+                Ok(()) => return None,
+                Err(e) => return self.refuse(conn, &e),
+            },
+            _ => {
+                let e =
+                    ProtocolError::new(ErrorCode::UnknownType, "request not handled on /events");
+                return self.refuse(conn, &e);
+            }
+        };
+        reply(conn, &answer)
+    }
+
+    fn resume(&mut self, wanted: Option<SessionId>) -> ServerMessage {
+        let now = Instant::now().into_std();
+        let restored = wanted
+            .filter(|id| *id != self.session_id)
+            .and_then(|id| self.state.sessions.resume(&id, now).map(|s| (id, s)));
+        let resumed = restored.is_some();
+        if let Some((id, parked)) = restored {
+            self.session_id = id;
+            for filter in parked.subscriptions {
+                if !self.session.subscriptions.contains(&filter) {
+                    self.session.subscriptions.push(filter);
+                }
+            }
+            if let Some(parked_config) = parked.held_config {
+                let mut held = parked_config;
+                if let Some(newer) = self.session.held_config.take() {
+                    held.merge(newer);
+                }
+                self.session.held_config = Some(held);
+            }
+        }
+        ServerMessage::SessionConfirmed {
+            session_id: self.session_id.clone(),
+            resumed,
+            subscriptions: self.session.subscriptions.clone(),
+            held_config: self.session.held_config.clone(),
+        }
+    }
+
+    fn command(&self, call_id: &CallSid, command: CallCommand) -> Result<(), ProtocolError> {
+        self.state
+            .registry
+            .get(call_id)
+            .ok_or(())
+            .and_then(|handle| handle.send(command).map_err(|_| ()))
+            .map_err(|()| {
+                ProtocolError::new(
+                    ErrorCode::CallNotFound,
+                    format!("no live call {call_id} on this server"),
+                )
+            })
+    }
+
+    fn forward<S: WsSocket>(&mut self, conn: &mut Connection<S>, published: &Arc<PublishedEvent>) {
+        let call_id = published.event.call_id();
+        if !self
+            .session
+            .subscriptions
+            .iter()
+            .any(|f| f.matches(call_id))
+        {
+            return;
+        }
+        conn.out.bulk(Message::Text(published.json.clone().into()));
+        if let CallEvent::Started { call_id, .. } = &published.event {
+            if let Some(config) = self.session.held_config.take() {
+                let answer = match self.command(call_id, CallCommand::Config(config.clone())) {
+                    Ok(()) => ServerMessage::ConfigApplied {
+                        call_id: call_id.clone(),
+                    },
+                    Err(e) => {
+                        // The call ended already; keep the config for the next one.
+                        self.session.held_config = Some(config);
+                        e.to_message()
+                    }
+                };
+                conn.out.bulk(Message::Text(answer.to_json().into()));
+            }
+        }
+    }
+}
+
+fn reply<S: WsSocket>(conn: &Connection<S>, message: &ServerMessage) -> Option<ReadEnd> {
+    conn.out
+        .control_json(message)
+        .err()
+        .map(|Stalled| ReadEnd::Stalled)
+}

@@ -1,0 +1,310 @@
+//! WebSocket endpoints. Handlers are generic over any `Sink + Stream` of
+//! messages, so tests drive them over in-memory channels on paused time as
+//! well as over real sockets.
+
+mod browser;
+mod events;
+mod lanes;
+mod twilio;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::ws::{Message, Utf8Bytes, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{SplitStream, StreamExt};
+use futures_util::{Sink, Stream};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+use voxgate_core::heartbeat::{Heartbeat, HeartbeatAction};
+
+pub use lanes::{Outbound, Stalled};
+
+use crate::app::AppState;
+use crate::metrics::{self, ConnectionGuard, Endpoint};
+
+/// Any duplex stream of WebSocket messages: axum's socket, or a test pair.
+pub trait WsSocket:
+    Stream<Item = Result<Message, axum::Error>>
+    + Sink<Message, Error = axum::Error>
+    + Send
+    + Unpin
+    + 'static
+{
+}
+
+impl<T> WsSocket for T where
+    T: Stream<Item = Result<Message, axum::Error>>
+        + Sink<Message, Error = axum::Error>
+        + Send
+        + Unpin
+        + 'static
+{
+}
+
+/// WebSocket close codes voxgate sends (RFC 6455 §7.4.1, plus one private code).
+pub mod close_code {
+    /// Normal closure.
+    pub const NORMAL: u16 = 1000;
+    /// The server is shutting down.
+    pub const GOING_AWAY: u16 = 1001;
+    /// A data type the endpoint does not take (binary on a JSON endpoint).
+    pub const UNSUPPORTED_DATA: u16 = 1003;
+    /// A frame whose content is malformed.
+    pub const INVALID_PAYLOAD: u16 = 1007;
+    /// A frame that breaks the protocol's rules (order, ids).
+    pub const POLICY: u16 = 1008;
+    /// A frame over the size limit.
+    pub const TOO_BIG: u16 = 1009;
+    /// Nothing arrived for the idle timeout (private use, after HTTP 408).
+    pub const IDLE_TIMEOUT: u16 = 4408;
+}
+
+/// Why a connection's read side ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadEnd {
+    /// The peer sent a close frame.
+    PeerClosed,
+    /// The socket ended without a close frame.
+    PeerGone,
+    /// The peer sent a message over the size limit.
+    TooLarge,
+    /// The socket failed (protocol violation, reset).
+    Failed,
+    /// Nothing arrived for the idle timeout.
+    IdleTimeout,
+    /// The peer stopped reading what we send.
+    Stalled,
+}
+
+impl ReadEnd {
+    /// The metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadEnd::PeerClosed => "peer_closed",
+            ReadEnd::PeerGone => "peer_gone",
+            ReadEnd::TooLarge => "too_large",
+            ReadEnd::Failed => "read_error",
+            ReadEnd::IdleTimeout => "idle_timeout",
+            ReadEnd::Stalled => "stalled",
+        }
+    }
+
+    /// The close frame to send for this ending, if one can still be sent.
+    fn close_frame(self) -> Option<(u16, &'static str)> {
+        match self {
+            ReadEnd::TooLarge => Some((close_code::TOO_BIG, "message too large")),
+            ReadEnd::IdleTimeout => Some((close_code::IDLE_TIMEOUT, "idle timeout")),
+            ReadEnd::Failed => Some((close_code::POLICY, "websocket protocol error")),
+            ReadEnd::PeerClosed | ReadEnd::PeerGone | ReadEnd::Stalled => None,
+        }
+    }
+}
+
+/// One frame from the peer, after heartbeat and size checks.
+#[derive(Debug)]
+pub enum Frame {
+    /// A text frame.
+    Text(Utf8Bytes),
+    /// A binary frame.
+    Binary(Bytes),
+    /// A control frame, already handled.
+    Nothing,
+    /// The read side is over.
+    Ended(ReadEnd),
+}
+
+/// The parts every endpoint shares: the read half, the outbound lanes, the
+/// heartbeat and the connection's place in the metrics.
+pub struct Connection<S> {
+    /// Frames from the peer.
+    pub stream: SplitStream<S>,
+    /// Messages to the peer.
+    pub out: Outbound,
+    heartbeat: Heartbeat,
+    endpoint: Endpoint,
+    max_message_bytes: usize,
+    guard: ConnectionGuard,
+}
+
+impl<S: WsSocket> Connection<S> {
+    /// Splits the socket and starts its writer on the server's tracker.
+    pub fn open(socket: S, state: &AppState, endpoint: Endpoint) -> Self {
+        let (sink, stream) = socket.split();
+        let ws = state.config.ws;
+        let (out, writer) = lanes::lanes(
+            sink,
+            endpoint,
+            state.config.connection_queue,
+            ws.heartbeat.idle_timeout,
+        );
+        state.lifecycle.tracker.spawn(writer);
+        Self {
+            stream,
+            out,
+            heartbeat: Heartbeat::new(ws.heartbeat, Instant::now().into_std()),
+            endpoint,
+            max_message_bytes: ws.max_message_bytes,
+            guard: ConnectionGuard::open(endpoint, state.open_connections.clone()),
+        }
+    }
+
+    /// When [`Connection::tick`] must next run.
+    pub fn deadline(&self) -> Instant {
+        Instant::from_std(self.heartbeat.next_deadline())
+    }
+
+    /// Sends a ping when one is due; reports an idle peer.
+    pub fn tick(&mut self) -> Option<ReadEnd> {
+        match self.heartbeat.poll(Instant::now().into_std())? {
+            HeartbeatAction::SendPing => self
+                .out
+                .control(Message::Ping(Bytes::new()))
+                .err()
+                .map(|Stalled| ReadEnd::Stalled),
+            HeartbeatAction::Close => Some(ReadEnd::IdleTimeout),
+        }
+    }
+
+    /// Classifies what the read half produced. Anything at all from the
+    /// peer counts as life.
+    pub fn classify(&mut self, item: Option<Result<Message, axum::Error>>) -> Frame {
+        let message = match item {
+            None => return Frame::Ended(ReadEnd::PeerGone),
+            Some(Err(e)) => {
+                let end = read_error_kind(e);
+                if end == ReadEnd::TooLarge {
+                    metrics::bad_input(self.endpoint, "too_large");
+                }
+                return Frame::Ended(end);
+            }
+            Some(Ok(message)) => message,
+        };
+        self.heartbeat.heard(Instant::now().into_std());
+        let size = match &message {
+            Message::Text(t) => t.len(),
+            Message::Binary(b) => b.len(),
+            _ => 0,
+        };
+        if size > self.max_message_bytes {
+            metrics::bad_input(self.endpoint, "too_large");
+            return Frame::Ended(ReadEnd::TooLarge);
+        }
+        match message {
+            Message::Text(text) => Frame::Text(text),
+            Message::Binary(bytes) => Frame::Binary(bytes),
+            // The WebSocket layer answers pings itself.
+            Message::Ping(_) | Message::Pong(_) => Frame::Nothing,
+            Message::Close(_) => Frame::Ended(ReadEnd::PeerClosed),
+        }
+    }
+
+    /// Counts a bad frame on this endpoint.
+    pub fn bad_input(&self, kind: &'static str) {
+        metrics::bad_input(self.endpoint, kind);
+    }
+
+    /// Ends the connection after the read side ended on its own.
+    pub fn finish(self, end: ReadEnd) {
+        match end.close_frame() {
+            Some((code, reason)) => self.close(code, reason, end.as_str()),
+            None => self.guard.closed(end.as_str()),
+        }
+    }
+
+    /// Sends a close frame after what is queued and lets the writer finish.
+    pub fn close(self, code: u16, reason: &'static str, metric_reason: &'static str) {
+        self.guard.closed(metric_reason);
+        tracing::debug!(code, reason, "closing connection");
+        self.out.close(code, reason);
+    }
+}
+
+fn read_error_kind(error: axum::Error) -> ReadEnd {
+    let inner = error.into_inner();
+    match inner.downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Capacity(_)) => ReadEnd::TooLarge,
+        Some(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+            ReadEnd::PeerGone
+        }
+        Some(tungstenite::Error::Protocol(
+            tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+        )) => ReadEnd::PeerGone,
+        _ => {
+            tracing::debug!(error = %inner, "websocket read failed");
+            ReadEnd::Failed
+        }
+    }
+}
+
+/// Why a new call connection is refused before the upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The server is draining.
+    Draining,
+    /// Every call slot is taken.
+    AtCapacity,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let message = match self {
+            Refusal::Draining => "draining: not taking new calls",
+            Refusal::AtCapacity => "at capacity: not taking new calls",
+        };
+        (StatusCode::SERVICE_UNAVAILABLE, message).into_response()
+    }
+}
+
+/// Takes a call slot for a new carrier or browser connection, or says why not.
+fn admit_call(state: &AppState, endpoint: Endpoint) -> Result<OwnedSemaphorePermit, Refusal> {
+    if state.lifecycle.draining.is_cancelled() {
+        metrics::refused(endpoint.as_str(), "draining");
+        return Err(Refusal::Draining);
+    }
+    state.call_slots.clone().try_acquire_owned().map_err(|_| {
+        metrics::refused(endpoint.as_str(), "capacity");
+        Refusal::AtCapacity
+    })
+}
+
+fn configure(upgrade: WebSocketUpgrade, state: &AppState) -> WebSocketUpgrade {
+    let max = state.config.ws.max_message_bytes;
+    upgrade.max_message_size(max).max_frame_size(max)
+}
+
+/// `GET /stream`: Twilio Media Streams.
+pub async fn stream_upgrade(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+    match admit_call(&state, Endpoint::Stream) {
+        Err(refusal) => refusal.into_response(),
+        Ok(slot) => {
+            let tracker = state.lifecycle.tracker.clone();
+            configure(upgrade, &state)
+                .on_upgrade(move |socket| tracker.track_future(twilio::run(socket, state, slot)))
+        }
+    }
+}
+
+/// `GET /browser-stream`: browser calls.
+pub async fn browser_upgrade(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+    match admit_call(&state, Endpoint::BrowserStream) {
+        Err(refusal) => refusal.into_response(),
+        Ok(slot) => {
+            let tracker = state.lifecycle.tracker.clone();
+            configure(upgrade, &state)
+                .on_upgrade(move |socket| tracker.track_future(browser::run(socket, state, slot)))
+        }
+    }
+}
+
+/// `GET /events`: monitors. Monitors stay welcome while draining: they
+/// watch the remaining calls end.
+pub async fn events_upgrade(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+    let tracker = state.lifecycle.tracker.clone();
+    configure(upgrade, &state)
+        .on_upgrade(move |socket| tracker.track_future(events::run(socket, state)))
+}
+
+pub use browser::run as run_browser;
+pub use events::run as run_events;
+pub use twilio::run as run_twilio;

@@ -1,0 +1,181 @@
+//! Shared harness: a real server on port 0 with its own SQLite file.
+
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use voxgate_server::config::Config;
+use voxgate_server::{Server, ServerError, ServerHandle};
+
+/// The `metrics` recorder is process-wide by design; one per test binary.
+pub fn prometheus() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .install_recorder()
+                .expect("install the metrics recorder once per test binary")
+        })
+        .clone()
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub handle: ServerHandle,
+    pub run: JoinHandle<Result<(), ServerError>>,
+    pub db_dir: std::path::PathBuf,
+}
+
+/// A config for tests: port 0, a fresh SQLite file, fast heartbeats.
+pub fn test_config() -> (Config, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("voxgate-test-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        database_url: dir.join("voxgate.db").display().to_string(),
+        ..Config::default()
+    };
+    (config, dir)
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tune: impl FnOnce(&mut Config)) -> TestServer {
+        let (mut config, db_dir) = test_config();
+        tune(&mut config);
+        let server = Server::bind(config, prometheus())
+            .await
+            .expect("server binds");
+        let addr = server.local_addr();
+        let handle = server.handle();
+        let run = tokio::spawn(server.run());
+        TestServer {
+            addr,
+            handle,
+            run,
+            db_dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Stops the server and checks it exits cleanly.
+    pub async fn stop(self) {
+        self.handle.stop();
+        tokio::time::timeout(Duration::from_secs(15), self.run)
+            .await
+            .expect("server stops in time")
+            .expect("server task")
+            .expect("server exits cleanly");
+        std::fs::remove_dir_all(&self.db_dir).ok();
+    }
+
+    /// Waits (bounded) until `check` holds, polling the handle.
+    pub async fn eventually(&self, what: &str, check: impl Fn(&ServerHandle) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !check(&self.handle) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for: {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// A call record from the API, after records are flushed.
+    pub async fn record(&self, call_sid: &str) -> Value {
+        self.handle
+            .flush_records(Duration::from_secs(10))
+            .await
+            .expect("records flushed");
+        let (status, body) = http_get(self.addr, &format!("/api/calls/{call_sid}")).await;
+        assert_eq!(status, 200, "GET call {call_sid}: {body}");
+        serde_json::from_str(&body).expect("JSON record")
+    }
+}
+
+/// A minimal HTTP/1.1 client over a raw socket: enough for our JSON API,
+/// with no extra dependency.
+pub async fn http_request(addr: SocketAddr, request: String) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+        .await
+        .expect("response in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    (status, body)
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 {
+            break;
+        }
+        out.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+    out
+}
+
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_request(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+    )
+    .await
+}
+
+pub async fn http_post_form(addr: SocketAddr, path: &str, form: &str) -> (u16, String) {
+    http_request(
+        addr,
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+            form.len()
+        ),
+    )
+    .await
+}
+
+/// The value of one metric series in `/metrics` text, 0 when absent.
+pub async fn metric(addr: SocketAddr, series: &str) -> f64 {
+    let (_, body) = http_get(addr, "/metrics").await;
+    body.lines()
+        .find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok()).flatten()
+        })
+        .unwrap_or(0.0)
+}

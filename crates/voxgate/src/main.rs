@@ -1,0 +1,160 @@
+//! The `voxgate` binary: `serve` runs the server, `check` validates the
+//! configuration and what it points at before any call is taken.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use metrics_exporter_prometheus::PrometheusBuilder;
+use voxgate_server::config::{Config, ConfigError, Overrides};
+use voxgate_server::{Server, ServerHandle};
+use voxgate_store::{Store, redact_url};
+
+#[derive(Parser)]
+#[command(
+    name = "voxgate",
+    version,
+    about = "AI voice agents on phone calls and in browsers"
+)]
+struct Cli {
+    /// TOML configuration file (default: ./voxgate.toml if present).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Database URL: a SQLite file path or postgres://… (default: voxgate.db).
+    #[arg(long, global = true, value_name = "URL")]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8080).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// Validate the configuration and reach what it names; exit non-zero on any problem.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VOXGATE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listen = match &cli.command {
+        Command::Serve { listen } => listen.clone(),
+        Command::Check => None,
+    };
+    let overrides = Overrides {
+        listen,
+        database_url: cli.database_url.clone(),
+    };
+    let config = Config::load(
+        cli.config.as_deref(),
+        |name| std::env::var(name).ok(),
+        &overrides,
+    );
+    match cli.command {
+        Command::Serve { .. } => match config {
+            Ok(config) => match runtime.block_on(serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(problems) => report_config_problems(&problems),
+        },
+        Command::Check => runtime.block_on(check(config)),
+    }
+}
+
+fn report_config_problems(problems: &ConfigError) -> ExitCode {
+    for problem in &problems.0 {
+        eprintln!("error: {problem}");
+    }
+    ExitCode::FAILURE
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let prometheus = PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    let database = redact_url(&config.database_url);
+    let server = Server::bind(config, prometheus)
+        .await
+        .with_context(|| format!("starting voxgate (database {database})"))?;
+    tracing::info!(address = %server.local_addr(), "voxgate listening");
+    tokio::spawn(stop_on_signals(server.handle()));
+    server.run().await?;
+    Ok(())
+}
+
+/// First SIGTERM/SIGINT drains; a second one stops at once.
+async fn stop_on_signals(handle: ServerHandle) {
+    for round in 0..2 {
+        if let Err(e) = next_signal().await {
+            tracing::error!(error = %e, "cannot listen for signals");
+            return;
+        }
+        if round == 0 {
+            tracing::info!("signal received: draining (send again to stop now)");
+            handle.drain();
+        } else {
+            tracing::warn!("second signal: stopping now");
+            handle.stop();
+        }
+    }
+}
+
+async fn next_signal() -> std::io::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r,
+        _ = term.recv() => Ok(()),
+    }
+}
+
+/// Prints one line per finding; fails if any is a problem.
+async fn check(config: Result<Config, ConfigError>) -> ExitCode {
+    let config = match config {
+        Ok(config) => {
+            println!("ok: configuration is valid");
+            config
+        }
+        Err(problems) => return report_config_problems(&problems),
+    };
+    let database = redact_url(&config.database_url);
+    let reached = async {
+        let store = Store::connect(&config.database_url).await?;
+        store.ping().await
+    };
+    match reached.await {
+        Ok(()) => {
+            println!("ok: database {database} is reachable");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: database {database}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
