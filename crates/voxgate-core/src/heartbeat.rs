@@ -75,9 +75,13 @@ impl Heartbeat {
             return Some(HeartbeatAction::Close);
         }
         if now >= self.next_ping {
-            // Schedule from `now`, not from the missed slot, so a stalled
-            // driver sends one ping rather than a burst of catch-up pings.
-            self.next_ping = now + self.config.ping_interval;
+            // Keep the cadence when the driver is slightly late (timers
+            // round up), but a driver late by a whole interval or more
+            // sends one ping, not a burst of catch-up pings.
+            self.next_ping += self.config.ping_interval;
+            if self.next_ping <= now {
+                self.next_ping = now + self.config.ping_interval;
+            }
             return Some(HeartbeatAction::SendPing);
         }
         None
@@ -135,6 +139,16 @@ mod tests {
         );
         assert_eq!(hb.poll(t0 + Duration::from_millis(241)), None);
         assert_eq!(hb.next_deadline(), t0 + Duration::from_millis(340));
+    }
+
+    #[test]
+    fn slight_lateness_does_not_drift_the_cadence() {
+        let t0 = Instant::now();
+        let mut hb = Heartbeat::new(config(), t0);
+        hb.heard(t0 + Duration::from_millis(150));
+        let ms = |n| t0 + Duration::from_millis(n);
+        assert_eq!(hb.poll(ms(101)), Some(HeartbeatAction::SendPing));
+        assert_eq!(hb.next_deadline(), ms(200));
     }
 
     #[test]

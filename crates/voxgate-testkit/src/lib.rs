@@ -183,7 +183,12 @@ pub async fn close_code(client: &mut Client) -> Option<u16> {
             .await
             .expect("timed out waiting for the server to close");
         match next {
-            Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+            Some(Ok(Message::Close(frame))) => {
+                // Send the queued close reply, completing the handshake as a
+                // real client does, so the server need not wait for it.
+                let _ = client.flush().await;
+                return frame.map(|f| u16::from(f.code));
+            }
             Some(Ok(_)) => {}
             Some(Err(_)) | None => return None,
         }

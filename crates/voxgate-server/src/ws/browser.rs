@@ -168,7 +168,7 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
                 let ended = call.end(disposition, detail);
                 let _ = send_event(&conn, &ended);
             }
-            conn.close(code, reason, disposition.as_str());
+            conn.close(code, reason, disposition.as_str()).await;
         }
         Outcome::Read(end) => {
             if let Some(call) = call {
@@ -176,7 +176,7 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
                 let ended = call.end(disposition, detail);
                 let _ = send_event(&conn, &ended);
             }
-            conn.finish(end);
+            conn.finish(end).await;
         }
     }
 }

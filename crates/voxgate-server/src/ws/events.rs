@@ -61,7 +61,7 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, session_id: SessionId) {
             biased;
             () = token.cancelled() => {
                 park(&monitor);
-                conn.close(close_code::GOING_AWAY, "server shutting down", "shutdown");
+                conn.close(close_code::GOING_AWAY, "server shutting down", "shutdown").await;
                 return;
             }
             item = futures_util::StreamExt::next(&mut conn.stream) => {
@@ -89,7 +89,7 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, session_id: SessionId) {
     park(&monitor);
     if let Some(end) = ended {
         tracing::debug!(reason = end.as_str(), "monitor connection ended");
-        conn.finish(end);
+        conn.finish(end).await;
     }
 }
 

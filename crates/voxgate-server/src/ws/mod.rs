@@ -205,20 +205,39 @@ impl<S: WsSocket> Connection<S> {
     }
 
     /// Ends the connection after the read side ended on its own.
-    pub fn finish(self, end: ReadEnd) {
+    pub async fn finish(self, end: ReadEnd) {
         match end.close_frame() {
-            Some((code, reason)) => self.close(code, reason, end.as_str()),
+            Some((code, reason)) => self.close(code, reason, end.as_str()).await,
             None => self.guard.closed(end.as_str()),
         }
     }
 
-    /// Sends a close frame after what is queued and lets the writer finish.
-    pub fn close(self, code: u16, reason: &'static str, metric_reason: &'static str) {
-        self.guard.closed(metric_reason);
+    /// Sends a close frame after what is queued, then completes the closing
+    /// handshake: reads (and drops) until the peer's close arrives or
+    /// [`CLOSE_LINGER`] passes. Dropping the socket at once would make the
+    /// kernel answer the peer's in-flight frames with a reset, which
+    /// discards the close frame before the peer reads it.
+    pub async fn close(self, code: u16, reason: &'static str, metric_reason: &'static str) {
+        let Connection {
+            mut stream,
+            out,
+            guard,
+            ..
+        } = self;
+        guard.closed(metric_reason);
         tracing::debug!(code, reason, "closing connection");
-        self.out.close(code, reason);
+        out.close(code, reason);
+        let linger = Instant::now() + CLOSE_LINGER;
+        while let Ok(Some(Ok(message))) = tokio::time::timeout_at(linger, stream.next()).await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
     }
 }
+
+/// How long a closing connection waits for the peer's close frame.
+pub const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn read_error_kind(error: axum::Error) -> ReadEnd {
     let inner = error.into_inner();

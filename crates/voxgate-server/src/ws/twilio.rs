@@ -165,14 +165,14 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
             if let Some(call) = call {
                 call.end(disposition, detail);
             }
-            conn.close(code, reason, metric);
+            conn.close(code, reason, metric).await;
         }
         Outcome::Read(end) => {
             if let Some(call) = call {
                 let (disposition, detail) = read_end_disposition(end);
                 call.end(disposition, detail);
             }
-            conn.finish(end);
+            conn.finish(end).await;
         }
     }
 }

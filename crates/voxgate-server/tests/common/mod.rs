@@ -179,3 +179,108 @@ pub async fn metric(addr: SocketAddr, series: &str) -> f64 {
         })
         .unwrap_or(0.0)
 }
+
+/// An in-memory WebSocket: the server end implements the handlers'
+/// `Sink + Stream`, the test holds the other end. Works on paused time.
+pub mod memory {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use axum::extract::ws::Message;
+    use futures_util::{Sink, Stream};
+    use tokio::sync::mpsc;
+    use tokio_util::sync::PollSender;
+
+    pub struct ServerEnd {
+        incoming: mpsc::Receiver<Result<Message, axum::Error>>,
+        outgoing: PollSender<Message>,
+    }
+
+    pub struct ClientEnd {
+        pub to_server: mpsc::Sender<Result<Message, axum::Error>>,
+        pub from_server: mpsc::Receiver<Message>,
+    }
+
+    impl ClientEnd {
+        pub async fn send_text(&self, text: &str) {
+            self.to_server
+                .send(Ok(Message::Text(text.into())))
+                .await
+                .expect("server end open");
+        }
+
+        /// The next message; None once the server dropped its end.
+        pub async fn recv(&mut self) -> Option<Message> {
+            self.from_server.recv().await
+        }
+
+        /// The next text message as JSON, skipping pings.
+        pub async fn next_json(&mut self) -> serde_json::Value {
+            loop {
+                match self.recv().await.expect("server end open") {
+                    Message::Text(text) => {
+                        return serde_json::from_str(text.as_str()).expect("JSON");
+                    }
+                    Message::Ping(_) | Message::Pong(_) => {}
+                    other => panic!("expected text, got {other:?}"),
+                }
+            }
+        }
+    }
+
+    /// A socket pair; `capacity` bounds what the server may send unread.
+    pub fn pair(capacity: usize) -> (ServerEnd, ClientEnd) {
+        let (to_server, incoming) = mpsc::channel(64);
+        let (outgoing, from_server) = mpsc::channel(capacity);
+        (
+            ServerEnd {
+                incoming,
+                outgoing: PollSender::new(outgoing),
+            },
+            ClientEnd {
+                to_server,
+                from_server,
+            },
+        )
+    }
+
+    impl Stream for ServerEnd {
+        type Item = Result<Message, axum::Error>;
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            self.incoming.poll_recv(cx)
+        }
+    }
+
+    impl Sink<Message> for ServerEnd {
+        type Error = axum::Error;
+        fn poll_ready(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Result<(), Self::Error>> {
+            Pin::new(&mut self.outgoing)
+                .poll_ready(cx)
+                .map_err(axum::Error::new)
+        }
+        fn start_send(mut self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
+            Pin::new(&mut self.outgoing)
+                .start_send(item)
+                .map_err(axum::Error::new)
+        }
+        fn poll_flush(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Result<(), Self::Error>> {
+            Pin::new(&mut self.outgoing)
+                .poll_flush(cx)
+                .map_err(axum::Error::new)
+        }
+        fn poll_close(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Result<(), Self::Error>> {
+            Pin::new(&mut self.outgoing)
+                .poll_close(cx)
+                .map_err(axum::Error::new)
+        }
+    }
+}
