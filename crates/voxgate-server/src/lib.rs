@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -128,6 +129,12 @@ impl Server {
         } = self;
         let lifecycle = state.lifecycle.clone();
         let drain = tokio::spawn(drain_then_stop(state.clone()));
+        // Media frames are small and latency-bound: never wait for Nagle.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         let served = axum::serve(listener, app::router(state.clone()))
             .with_graceful_shutdown(lifecycle.root.clone().cancelled_owned())
             .await

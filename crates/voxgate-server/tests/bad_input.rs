@@ -296,6 +296,7 @@ async fn every_malformed_monitor_frame_gets_its_error_code_and_the_connection_li
     send_text(&mut monitor, r#"{"type":"ping"}"#).await;
     assert_eq!(next_json(&mut monitor).await, json!({"type": "pong"}));
     assert_healthy(&server).await;
+    drop(monitor);
     server.stop().await;
 }
 
@@ -320,5 +321,6 @@ async fn an_oversized_monitor_frame_closes_1009_and_spares_other_monitors() {
     send_text(&mut bystander, r#"{"type":"ping"}"#).await;
     assert_eq!(next_json(&mut bystander).await, json!({"type": "pong"}));
     assert_healthy(&server).await;
+    drop(bystander);
     server.stop().await;
 }

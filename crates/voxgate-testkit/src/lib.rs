@@ -11,7 +11,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async_with_config};
 
 /// A client WebSocket.
 pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -132,7 +132,9 @@ impl TwilioCaller {
 /// Connects a WebSocket client to `path` on a server at `addr`.
 pub async fn connect(addr: std::net::SocketAddr, path: &str) -> Client {
     let url = format!("ws://{addr}{path}");
-    let (client, _) = tokio::time::timeout(RECV_TIMEOUT, connect_async(url.as_str()))
+    // Like a carrier's media client, send each small frame at once.
+    let connecting = connect_async_with_config(url.as_str(), None, true);
+    let (client, _) = tokio::time::timeout(RECV_TIMEOUT, connecting)
         .await
         .unwrap_or_else(|_| panic!("timed out connecting to {url}"))
         .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
