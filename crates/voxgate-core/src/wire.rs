@@ -93,9 +93,15 @@ impl WireError {
         }
     }
 
-    /// Whether the frame was well-formed but arrived at the wrong time.
-    pub fn is_ordering(&self) -> bool {
-        matches!(self, WireError::OutOfOrder { .. })
+    /// Whether the frame was well-formed but broke the stream's rules:
+    /// it arrived at the wrong time or belongs to another stream. Shells
+    /// close such a stream with a policy violation (1008) rather than an
+    /// invalid-payload close (1007).
+    pub fn breaks_stream_rules(&self) -> bool {
+        matches!(
+            self,
+            WireError::OutOfOrder { .. } | WireError::StreamMismatch { .. }
+        )
     }
 }
 
@@ -135,7 +141,10 @@ mod tests {
         for e in &all {
             assert!(WireError::KINDS.contains(&e.kind()), "{e:?}");
             assert!(e.to_string().starts_with("peer sent"), "{e}");
-            assert_eq!(e.is_ordering(), e.kind() == "out_of_order");
+            assert_eq!(
+                e.breaks_stream_rules(),
+                matches!(e.kind(), "out_of_order" | "stream_sid")
+            );
         }
         for k in WireError::KINDS {
             assert!(all.iter().any(|e| e.kind() == k), "no variant for {k}");

@@ -577,11 +577,11 @@ fn media_before_start() {
             problem: "before `start`"
         }
     );
-    assert!(err.is_ordering());
+    assert!(err.breaks_stream_rules());
     assert_eq!(err.kind(), "out_of_order");
     assert_eq!(err.to_string(), "peer sent `media` before `start`");
     for frame in [mark(2, "m"), dtmf(2, "1"), stop(2)] {
-        assert!(reject(&mut s, &frame).is_ordering(), "{frame}");
+        assert!(reject(&mut s, &frame).breaks_stream_rules(), "{frame}");
     }
 }
 
@@ -589,18 +589,18 @@ fn media_before_start() {
 fn second_start() {
     let mut s = started();
     let err = reject(&mut s, &start());
-    assert!(err.is_ordering());
+    assert!(err.breaks_stream_rules());
     assert!(matches!(&err, WireError::OutOfOrder { event, .. } if event == "start"));
 }
 
 #[test]
 fn connected_only_first() {
     let mut s = started();
-    assert!(reject(&mut s, &connected()).is_ordering());
+    assert!(reject(&mut s, &connected()).breaks_stream_rules());
 
     let mut s = TwilioStream::new();
     s.handle_text(&connected()).expect("connected");
-    assert!(reject(&mut s, &connected()).is_ordering());
+    assert!(reject(&mut s, &connected()).breaks_stream_rules());
 }
 
 #[test]
@@ -618,7 +618,7 @@ fn anything_after_stop() {
         unknown,
     ] {
         let err = reject(&mut s, &frame);
-        assert!(err.is_ordering(), "{frame}: {err:?}");
+        assert!(err.breaks_stream_rules(), "{frame}: {err:?}");
         assert!(err.to_string().ends_with("after `stop`"), "{err}");
     }
     // A malformed frame still reports what is wrong with it.
@@ -643,7 +643,7 @@ fn mismatched_stream_sid() {
             }
         );
         assert_eq!(err.kind(), "stream_sid");
-        assert!(!err.is_ordering());
+        assert!(err.breaks_stream_rules());
     }
     assert!(!s.is_stopped());
 }

@@ -37,7 +37,9 @@ async fn a_full_call_is_announced_tracked_recorded_and_ended() {
     server
         .eventually("call is live", |h| h.active_calls() == 1)
         .await;
-    assert_eq!(metric(server.addr, "voxgate_active_calls").await, 1.0);
+    // The gauge is process-wide and other tests run beside this one; the
+    // exact count back to zero is checked in the single-test churn binary.
+    assert!(metric(server.addr, "voxgate_active_calls").await >= 1.0);
 
     for _ in 0..50 {
         send_text(&mut twilio, caller.media(&ulaw_silence_frame())).await;

@@ -237,7 +237,7 @@ impl<S: WsSocket> Connection<S> {
 }
 
 /// How long a closing connection waits for the peer's close frame.
-pub const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+pub const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn read_error_kind(error: axum::Error) -> ReadEnd {
     let inner = error.into_inner();

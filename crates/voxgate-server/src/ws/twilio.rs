@@ -114,8 +114,8 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
                     Err(e) => {
                         conn.bad_input(e.kind());
                         tracing::warn!(error = %e, "bad frame from carrier");
-                        let (code, reason) = if e.is_ordering() {
-                            (close_code::POLICY, "event out of order")
+                        let (code, reason) = if e.breaks_stream_rules() {
+                            (close_code::POLICY, "frame breaks the stream's rules")
                         } else {
                             (close_code::INVALID_PAYLOAD, "malformed frame")
                         };

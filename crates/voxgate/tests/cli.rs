@@ -1,0 +1,169 @@
+//! The real binary: `check` reports every problem on its own line and exits
+//! non-zero; `serve` answers on its listener and exits 0 after SIGTERM.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn voxgate() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_voxgate"));
+    // Only what each test sets: no stray VOXGATE_* from the environment.
+    for (name, _) in std::env::vars() {
+        if name.starts_with("VOXGATE_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+fn temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir()
+        .join(format!("voxgate-cli-{}", std::process::id()))
+        .join(format!("{:?}", Instant::now()).replace(['{', '}', ' ', ':', ','], ""));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+#[test]
+fn check_passes_on_a_valid_configuration() {
+    let dir = temp_dir();
+    let output = voxgate()
+        .current_dir(&dir)
+        .arg("check")
+        .output()
+        .expect("run voxgate check");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("ok: configuration is valid"), "{stdout}");
+    assert!(
+        stdout.contains("ok: database voxgate.db is reachable"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_reports_each_problem_on_its_own_line() {
+    let dir = temp_dir();
+    let output = voxgate()
+        .current_dir(&dir)
+        .env("VOXGATE_WS_PING_INTERVAL", "soon")
+        .env("VOXGATE_PUBLIC_URL", "ftp://example.com")
+        .env("VOXGATE_CALLS_MAX_CONCURRENT", "0")
+        .arg("check")
+        .output()
+        .expect("run voxgate check");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 3, "{stderr}");
+    assert!(stderr.contains("error: VOXGATE_WS_PING_INTERVAL: \"soon\" is not a duration"));
+    assert!(stderr.contains("error: VOXGATE_PUBLIC_URL: scheme \"ftp\""));
+    assert!(stderr.contains("error: VOXGATE_CALLS_MAX_CONCURRENT: must be at least 1"));
+}
+
+#[test]
+fn check_fails_clearly_on_an_unreachable_database_without_leaking_its_password() {
+    let output = voxgate()
+        .arg("check")
+        .arg("--database-url")
+        .arg("postgres://voxgate:hunter2@127.0.0.1:1/voxgate")
+        .output()
+        .expect("run voxgate check");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("error: database postgres://voxgate:***@127.0.0.1:1/voxgate"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[test]
+fn check_names_a_missing_config_file() {
+    let output = voxgate()
+        .args(["check", "--config", "/nonexistent/voxgate.toml"])
+        .output()
+        .expect("run voxgate check");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("/nonexistent/voxgate.toml: cannot read the config file"),
+        "{stderr}"
+    );
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    response
+}
+
+#[test]
+fn serve_answers_then_exits_zero_on_sigterm() {
+    let dir = temp_dir();
+    let mut child = voxgate()
+        .current_dir(&dir)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("VOXGATE_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start voxgate serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("voxgate logged its address before exiting")
+            .expect("read log");
+        if let Some(rest) = line.split("address=").nth(1) {
+            break rest.split_whitespace().next().expect("address").to_owned();
+        }
+    };
+    assert!(http_get(&addr, "/healthz").starts_with("HTTP/1.1 200"));
+    assert!(http_get(&addr, "/readyz").starts_with("HTTP/1.1 200"));
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("send SIGTERM");
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "voxgate did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(
+        rest.iter().any(|l| l.contains("server stopped")),
+        "{rest:?}"
+    );
+    assert!(
+        dir.join("voxgate.db").exists(),
+        "SQLite file created in the working directory"
+    );
+}
