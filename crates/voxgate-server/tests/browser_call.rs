@@ -3,15 +3,13 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::time::Duration;
-
 use common::{TestServer, metric};
 use futures_util::SinkExt;
 use serde_json::{Value, json};
-use tokio_tungstenite::connect_async;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use voxgate_testkit::{Client, close_code, connect, next_json, next_of_type, send_text};
+use tokio_tungstenite::tungstenite::Message;
+use voxgate_testkit::{
+    Client, close_code, connect, next_json, next_of_type, refused_upgrade_status, send_text,
+};
 
 /// A browser connected and greeted.
 async fn open_browser(server: &TestServer) -> Client {
@@ -68,19 +66,6 @@ async fn hang_up(browser: &mut Client) {
     assert_eq!(ended["type"], "call.status_changed", "{ended}");
     assert_eq!(ended["disposition"], "completed", "{ended}");
     assert_eq!(close_code(browser).await, Some(1000));
-}
-
-/// The HTTP status of a WebSocket upgrade the server refuses.
-async fn refused_upgrade_status(addr: SocketAddr, path: &str) -> u16 {
-    let url = format!("ws://{addr}{path}");
-    let answer = tokio::time::timeout(Duration::from_secs(10), connect_async(url.as_str()))
-        .await
-        .expect("an answer in time");
-    match answer {
-        Err(WsError::Http(response)) => response.status().as_u16(),
-        Err(other) => panic!("expected an HTTP refusal for {url}, got {other}"),
-        Ok(_) => panic!("{url} was upgraded"),
-    }
 }
 
 #[tokio::test]

@@ -7,17 +7,10 @@ mod common;
 use std::time::Duration;
 
 use common::{TestServer, http_get, metric};
-use tokio_tungstenite::tungstenite;
 use voxgate_store::Store;
-use voxgate_testkit::{TwilioCaller, close_code, connect, send_text, ulaw_silence_frame};
-
-async fn refused_status(addr: std::net::SocketAddr, path: &str) -> u16 {
-    match tokio_tungstenite::connect_async(format!("ws://{addr}{path}")).await {
-        Err(tungstenite::Error::Http(response)) => response.status().as_u16(),
-        Err(other) => panic!("expected an HTTP refusal, got {other}"),
-        Ok(_) => panic!("upgrade to {path} was accepted while draining"),
-    }
-}
+use voxgate_testkit::{
+    TwilioCaller, close_code, connect, refused_upgrade_status, send_text, ulaw_silence_frame,
+};
 
 async fn stored(db_dir: &std::path::Path, call_sid: &str) -> voxgate_store::CallRecord {
     let store = Store::connect(&db_dir.join("voxgate.db").display().to_string())
@@ -58,8 +51,11 @@ async fn draining_refuses_new_calls_and_waits_for_live_ones() {
     let (status, body) = http_get(server.addr, "/readyz").await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains(r#""draining":true"#), "{body}");
-    assert_eq!(refused_status(server.addr, "/stream").await, 503);
-    assert_eq!(refused_status(server.addr, "/browser-stream").await, 503);
+    assert_eq!(refused_upgrade_status(server.addr, "/stream").await, 503);
+    assert_eq!(
+        refused_upgrade_status(server.addr, "/browser-stream").await,
+        503
+    );
     let refused_after = metric(
         server.addr,
         r#"voxgate_websocket_refused_total{endpoint="stream",reason="draining"}"#,

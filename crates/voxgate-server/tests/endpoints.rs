@@ -3,18 +3,15 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{TestServer, http_get, http_post_form, metric};
+use common::{TestServer, form_request, http_exchange, http_get, http_post_form, metric};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_tungstenite::connect_async;
-use tokio_tungstenite::tungstenite::Error as WsError;
 use voxgate_core::ids::CallSid;
 use voxgate_server::config::PublicUrl;
 use voxgate_testkit::{
-    TwilioCaller, close_code, connect, next_json, next_of_type, send_text, ulaw_silence_frame,
+    TwilioCaller, close_code, connect, next_json, next_of_type, refused_upgrade_status, send_text,
+    ulaw_silence_frame,
 };
 
 /// `voxgate_websocket_connections` is a process-wide gauge: tests in this
@@ -22,43 +19,6 @@ use voxgate_testkit::{
 static WEBSOCKETS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const FORM: &str = "From=%2B1%20415%20555%200100&To=4155550199&CallSid=CA1";
-
-/// POSTs a form and returns the status, the lower-cased head and the body.
-async fn post_form_with_head(addr: SocketAddr, path: &str, form: &str) -> (u16, String, String) {
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
-        form.len()
-    );
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
-        .await
-        .expect("response in time")
-        .expect("read");
-    let text = String::from_utf8(raw).expect("UTF-8 response");
-    let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status line");
-    (status, head.to_ascii_lowercase(), body.to_owned())
-}
-
-/// The HTTP status of a WebSocket upgrade the server refuses.
-async fn refused_upgrade_status(addr: SocketAddr, path: &str) -> u16 {
-    let url = format!("ws://{addr}{path}");
-    let answer = tokio::time::timeout(Duration::from_secs(10), connect_async(url.as_str()))
-        .await
-        .expect("an answer in time");
-    match answer {
-        Err(WsError::Http(response)) => response.status().as_u16(),
-        Err(other) => panic!("expected an HTTP refusal for {url}, got {other}"),
-        Ok(_) => panic!("{url} was upgraded"),
-    }
-}
 
 fn json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
@@ -189,7 +149,11 @@ async fn all_three_websocket_endpoints_work_at_once_on_one_port() {
 #[tokio::test]
 async fn twiml_connects_the_call_to_the_stream_on_the_request_host() {
     let server = TestServer::start().await;
-    let (status, head, body) = post_form_with_head(server.addr, "/twiml?persona=sales", FORM).await;
+    let (status, head, body) = http_exchange(
+        server.addr,
+        form_request(server.addr, "/twiml?persona=sales", FORM),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert!(
         head.contains("content-type: text/xml"),

@@ -141,6 +141,23 @@ pub async fn connect(addr: std::net::SocketAddr, path: &str) -> Client {
     client
 }
 
+/// The HTTP status with which the server refuses a WebSocket upgrade to
+/// `path`; fails the test if the upgrade is accepted.
+pub async fn refused_upgrade_status(addr: std::net::SocketAddr, path: &str) -> u16 {
+    let url = format!("ws://{addr}{path}");
+    let answer = tokio::time::timeout(
+        RECV_TIMEOUT,
+        connect_async_with_config(url.as_str(), None, true),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for an answer from {url}"));
+    match answer {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(other) => panic!("expected an HTTP refusal for {url}, got {other}"),
+        Ok(_) => panic!("{url} was upgraded"),
+    }
+}
+
 /// Sends a text frame.
 pub async fn send_text(client: &mut Client, text: impl Into<String>) {
     client

@@ -105,8 +105,9 @@ impl TestServer {
 }
 
 /// A minimal HTTP/1.1 client over a raw socket: enough for our JSON API,
-/// with no extra dependency.
-pub async fn http_request(addr: SocketAddr, request: String) -> (u16, String) {
+/// with no extra dependency. Returns the status, the lower-cased head and
+/// the (de-chunked) body.
+pub async fn http_exchange(addr: SocketAddr, request: String) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     stream.write_all(request.as_bytes()).await.expect("write");
@@ -122,14 +123,18 @@ pub async fn http_request(addr: SocketAddr, request: String) -> (u16, String) {
         .and_then(|s| s.parse().ok())
         .expect("status line");
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
+    let head = head.to_ascii_lowercase();
+    let body = if head.contains("transfer-encoding: chunked") {
         dechunk(body)
     } else {
         body.to_owned()
     };
+    (status, head, body)
+}
+
+/// Like [`http_exchange`], without the head.
+pub async fn http_request(addr: SocketAddr, request: String) -> (u16, String) {
+    let (status, _, body) = http_exchange(addr, request).await;
     (status, body)
 }
 
@@ -157,16 +162,17 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     .await
 }
 
-pub async fn http_post_form(addr: SocketAddr, path: &str, form: &str) -> (u16, String) {
-    http_request(
-        addr,
-        format!(
-            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
-            form.len()
-        ),
+/// A form POST request.
+pub fn form_request(addr: SocketAddr, path: &str, form: &str) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        form.len()
     )
-    .await
+}
+
+pub async fn http_post_form(addr: SocketAddr, path: &str, form: &str) -> (u16, String) {
+    http_request(addr, form_request(addr, path, form)).await
 }
 
 /// The value of one metric series in `/metrics` text, 0 when absent.
