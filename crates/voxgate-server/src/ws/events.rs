@@ -13,7 +13,7 @@ use voxgate_core::events::{
 };
 use voxgate_core::ids::{CallSid, SessionId};
 
-use super::{Connection, Frame, ReadEnd, Stalled, WsSocket, close_code};
+use super::{Connection, Frame, ReadEnd, WsSocket, close_code, new_session_id};
 use crate::app::AppState;
 use crate::bus::PublishedEvent;
 use crate::metrics::Endpoint;
@@ -43,17 +43,7 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, session_id: SessionId) {
         session_id,
         session: SessionState::default(),
     };
-    let hello = ServerMessage::ConnectionEstablished {
-        session_id: monitor.session_id.clone(),
-        ping_interval_ms: millis(state.config.ws.heartbeat.ping_interval),
-        idle_timeout_ms: millis(state.config.ws.heartbeat.idle_timeout),
-        max_message_bytes: state.config.ws.max_message_bytes,
-    };
-    let mut ended = conn
-        .out
-        .control_json(&hello)
-        .err()
-        .map(|Stalled| ReadEnd::Stalled);
+    let mut ended = conn.greet(monitor.session_id.clone());
 
     while ended.is_none() {
         let deadline = conn.deadline();
@@ -72,7 +62,7 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, session_id: SessionId) {
                             ErrorCode::BinaryNotSupported,
                             "/events takes JSON text frames only",
                         );
-                        monitor.refuse(&mut conn, &e)
+                        conn.refuse(&e)
                     }
                     Frame::Nothing => None,
                     Frame::Ended(end) => Some(end),
@@ -101,16 +91,6 @@ fn park(monitor: &Monitor) {
     );
 }
 
-fn new_session_id() -> SessionId {
-    // A v4 UUID is always a valid id: 36 printable ASCII characters.
-    SessionId::new(uuid::Uuid::new_v4().to_string())
-        .unwrap_or_else(|_| unreachable!("a UUID is a valid session id"))
-}
-
-fn millis(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 impl Monitor {
     fn handle_text<S: WsSocket>(
         &mut self,
@@ -119,14 +99,8 @@ impl Monitor {
     ) -> Option<ReadEnd> {
         match MonitorRequest::parse(text) {
             Ok(request) => self.handle(conn, request),
-            Err(e) => self.refuse(conn, &e),
+            Err(e) => conn.refuse(&e),
         }
-    }
-
-    fn refuse<S: WsSocket>(&self, conn: &mut Connection<S>, e: &ProtocolError) -> Option<ReadEnd> {
-        conn.bad_input(e.code.as_str());
-        tracing::debug!(code = e.code.as_str(), message = %e.message, "refused monitor message");
-        reply(conn, &e.to_message())
     }
 
     fn handle<S: WsSocket>(
@@ -152,7 +126,7 @@ impl Monitor {
                 config,
             } => match self.command(&call_id, CallCommand::Config(config)) {
                 Ok(()) => ServerMessage::ConfigApplied { call_id },
-                Err(e) => return self.refuse(conn, &e),
+                Err(e) => return conn.refuse(&e),
             },
             MonitorRequest::Config {
                 call_id: None,
@@ -170,15 +144,15 @@ impl Monitor {
             MonitorRequest::Hangup { call_id } => match self.command(&call_id, CallCommand::Hangup)
             {
                 Ok(()) => return None,
-                Err(e) => return self.refuse(conn, &e),
+                Err(e) => return conn.refuse(&e),
             },
             _ => {
                 let e =
                     ProtocolError::new(ErrorCode::UnknownType, "request not handled on /events");
-                return self.refuse(conn, &e);
+                return conn.refuse(&e);
             }
         };
-        reply(conn, &answer)
+        conn.send(&answer)
     }
 
     fn resume(&mut self, wanted: Option<SessionId>) -> ServerMessage {
@@ -251,11 +225,4 @@ impl Monitor {
             }
         }
     }
-}
-
-fn reply<S: WsSocket>(conn: &Connection<S>, message: &ServerMessage) -> Option<ReadEnd> {
-    conn.out
-        .control_json(message)
-        .err()
-        .map(|Stalled| ReadEnd::Stalled)
 }

@@ -3,6 +3,7 @@
 //! well as over real sockets.
 
 mod browser;
+mod call_socket;
 mod events;
 mod lanes;
 mod twilio;
@@ -16,7 +17,9 @@ use futures_util::stream::{SplitStream, StreamExt};
 use futures_util::{Sink, Stream};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
+use voxgate_core::events::{ProtocolError, ServerMessage};
 use voxgate_core::heartbeat::{Heartbeat, HeartbeatAction};
+use voxgate_core::ids::SessionId;
 
 pub use lanes::{Outbound, Stalled};
 
@@ -204,6 +207,39 @@ impl<S: WsSocket> Connection<S> {
         metrics::bad_input(self.endpoint, kind);
     }
 
+    /// Queues a text frame on the control lane.
+    pub fn send_text(&self, text: String) -> Option<ReadEnd> {
+        self.out
+            .control(Message::Text(text.into()))
+            .err()
+            .map(|Stalled| ReadEnd::Stalled)
+    }
+
+    /// Queues a session-protocol message on the control lane.
+    pub fn send(&self, message: &ServerMessage) -> Option<ReadEnd> {
+        self.send_text(message.to_json())
+    }
+
+    /// Greets a session-protocol client with its id and the heartbeat.
+    pub fn greet(&self, session_id: SessionId) -> Option<ReadEnd> {
+        let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let heartbeat = self.heartbeat.config();
+        self.send(&ServerMessage::ConnectionEstablished {
+            session_id,
+            ping_interval_ms: millis(heartbeat.ping_interval),
+            idle_timeout_ms: millis(heartbeat.idle_timeout),
+            max_message_bytes: self.max_message_bytes,
+        })
+    }
+
+    /// Counts a refused client request and answers it with `error`; the
+    /// connection stays open.
+    pub fn refuse(&self, error: &ProtocolError) -> Option<ReadEnd> {
+        self.bad_input(error.code.as_str());
+        tracing::debug!(code = error.code.as_str(), message = %error.message, "refused request");
+        self.send(&error.to_message())
+    }
+
     /// Ends the connection after the read side ended on its own.
     pub async fn finish(self, end: ReadEnd) {
         match end.close_frame() {
@@ -234,6 +270,13 @@ impl<S: WsSocket> Connection<S> {
             }
         }
     }
+}
+
+/// A fresh session id for a connection.
+pub fn new_session_id() -> SessionId {
+    // A v4 UUID is always a valid id: 36 printable ASCII characters.
+    SessionId::new(uuid::Uuid::new_v4().to_string())
+        .unwrap_or_else(|_| unreachable!("a UUID is a valid session id"))
 }
 
 /// How long a closing connection waits for the peer's close frame.

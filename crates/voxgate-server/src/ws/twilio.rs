@@ -9,25 +9,12 @@ use voxgate_core::call::Disposition;
 use voxgate_core::events::{Carrier, JobConfig};
 use voxgate_core::twilio::{StreamInput, TwilioStream};
 
-use super::{Connection, Frame, ReadEnd, WsSocket, close_code};
+use super::call_socket::{CallEnd, end_call, next_command};
+use super::{Connection, Frame, WsSocket, close_code};
 use crate::app::AppState;
 use crate::call::{CallStart, LiveCall};
 use crate::metrics::{Endpoint, UNKNOWN_EVENTS};
 use crate::registry::CallCommand;
-
-/// How the connection ends, decided inside the loop, acted on after it.
-enum Outcome {
-    /// Close with a code; end the call (if any) with a disposition.
-    Close {
-        code: u16,
-        reason: &'static str,
-        metric: &'static str,
-        disposition: Disposition,
-        detail: String,
-    },
-    /// The read side ended by itself.
-    Read(ReadEnd),
-}
 
 /// Serves one carrier media stream until it stops, drops, or the server stops.
 pub async fn run<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePermit) {
@@ -46,21 +33,9 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
         let deadline = conn.deadline();
         tokio::select! {
             biased;
-            () = token.cancelled() => break Outcome::Close {
-                code: close_code::GOING_AWAY,
-                reason: "server shutting down",
-                metric: "shutdown",
-                disposition: Disposition::Shutdown,
-                detail: "server shut down before the call ended".into(),
-            },
+            () = token.cancelled() => break CallEnd::shutdown(),
             Some(command) = next_command(&mut call) => match command {
-                CallCommand::Hangup => break Outcome::Close {
-                    code: close_code::NORMAL,
-                    reason: "hangup",
-                    metric: "hangup",
-                    disposition: Disposition::Hangup,
-                    detail: "hung up by a monitor".into(),
-                },
+                CallCommand::Hangup => break CallEnd::hangup(),
                 CallCommand::Config(update) => {
                     if let Some(call) = call.as_mut() {
                         call.apply_config(update);
@@ -87,7 +62,7 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
                             Ok(live) => call = Some(live),
                             Err(duplicate) => {
                                 conn.bad_input("duplicate_call");
-                                break Outcome::Close {
+                                break CallEnd::Close {
                                     code: close_code::POLICY,
                                     reason: "call already live",
                                     metric: "duplicate_call",
@@ -97,7 +72,7 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
                             }
                         }
                     }
-                    Ok(StreamInput::Stopped(_)) => break Outcome::Close {
+                    Ok(StreamInput::Stopped(_)) => break CallEnd::Close {
                         code: close_code::NORMAL,
                         reason: "stream stopped",
                         metric: "stop",
@@ -119,7 +94,7 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
                         } else {
                             (close_code::INVALID_PAYLOAD, "malformed frame")
                         };
-                        break Outcome::Close {
+                        break CallEnd::Close {
                             code,
                             reason,
                             metric: "bad_input",
@@ -130,7 +105,7 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
                 },
                 Frame::Binary(_) => {
                     conn.bad_input("binary");
-                    break Outcome::Close {
+                    break CallEnd::Close {
                         code: close_code::UNSUPPORTED_DATA,
                         reason: "binary frames are not part of Media Streams",
                         metric: "bad_input",
@@ -139,11 +114,11 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
                     };
                 }
                 Frame::Nothing => {}
-                Frame::Ended(end) => break Outcome::Read(end),
+                Frame::Ended(end) => break CallEnd::Read(end),
             },
             () = sleep_until(deadline) => {
                 if let Some(end) = conn.tick() {
-                    break Outcome::Read(end);
+                    break CallEnd::Read(end);
                 }
             }
         }
@@ -154,51 +129,5 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
         media_bytes = codec.media_bytes(),
         "stream ended"
     );
-    match outcome {
-        Outcome::Close {
-            code,
-            reason,
-            metric,
-            disposition,
-            detail,
-        } => {
-            if let Some(call) = call {
-                call.end(disposition, detail);
-            }
-            conn.close(code, reason, metric).await;
-        }
-        Outcome::Read(end) => {
-            if let Some(call) = call {
-                let (disposition, detail) = read_end_disposition(end);
-                call.end(disposition, detail);
-            }
-            conn.finish(end).await;
-        }
-    }
-}
-
-/// What a socket that ended on its own means for the call on it.
-pub(super) fn read_end_disposition(end: ReadEnd) -> (Disposition, &'static str) {
-    match end {
-        ReadEnd::PeerClosed => (Disposition::Dropped, "peer closed the socket without stop"),
-        ReadEnd::PeerGone => (Disposition::Dropped, "socket dropped without stop"),
-        ReadEnd::TooLarge => (
-            Disposition::Error,
-            "peer sent a message over the size limit",
-        ),
-        ReadEnd::Failed => (Disposition::Error, "websocket protocol error"),
-        ReadEnd::IdleTimeout => (
-            Disposition::Timeout,
-            "nothing received for the idle timeout",
-        ),
-        ReadEnd::Stalled => (Disposition::Dropped, "peer stopped reading"),
-    }
-}
-
-/// The next command for the call, or never when there is no call yet.
-pub(super) async fn next_command(call: &mut Option<LiveCall>) -> Option<CallCommand> {
-    match call {
-        Some(call) => call.next_command().await,
-        None => std::future::pending().await,
-    }
+    end_call(conn, call, outcome, false).await;
 }

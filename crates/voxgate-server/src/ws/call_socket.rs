@@ -1,0 +1,115 @@
+//! What carrier and browser call sockets share: commands for the call, and
+//! how the way a connection ends becomes the way its call ends.
+
+use voxgate_core::call::Disposition;
+
+use super::{Connection, ReadEnd, WsSocket, close_code};
+use crate::call::LiveCall;
+use crate::registry::CallCommand;
+
+/// How a call connection ends.
+pub(super) enum CallEnd {
+    /// The server closes the socket with `code`, ending the call so.
+    Close {
+        /// WebSocket close code.
+        code: u16,
+        /// Close reason sent to the peer.
+        reason: &'static str,
+        /// Metrics label for the close.
+        metric: &'static str,
+        /// The call's disposition.
+        disposition: Disposition,
+        /// The call's end reason, for its record.
+        detail: String,
+    },
+    /// The socket ended by itself.
+    Read(ReadEnd),
+}
+
+impl CallEnd {
+    /// The server is stopping.
+    pub(super) fn shutdown() -> Self {
+        CallEnd::Close {
+            code: close_code::GOING_AWAY,
+            reason: "server shutting down",
+            metric: "shutdown",
+            disposition: Disposition::Shutdown,
+            detail: "server shut down before the call ended".into(),
+        }
+    }
+
+    /// A monitor hung the call up.
+    pub(super) fn hangup() -> Self {
+        CallEnd::Close {
+            code: close_code::NORMAL,
+            reason: "hangup",
+            metric: "hangup",
+            disposition: Disposition::Hangup,
+            detail: "hung up by a monitor".into(),
+        }
+    }
+}
+
+/// What a socket that ended on its own means for the call on it.
+fn read_end_disposition(end: ReadEnd) -> (Disposition, &'static str) {
+    match end {
+        ReadEnd::PeerClosed => (Disposition::Dropped, "peer closed the socket without stop"),
+        ReadEnd::PeerGone => (Disposition::Dropped, "socket dropped without stop"),
+        ReadEnd::TooLarge => (
+            Disposition::Error,
+            "peer sent a message over the size limit",
+        ),
+        ReadEnd::Failed => (Disposition::Error, "websocket protocol error"),
+        ReadEnd::IdleTimeout => (
+            Disposition::Timeout,
+            "nothing received for the idle timeout",
+        ),
+        ReadEnd::Stalled => (Disposition::Dropped, "peer stopped reading"),
+    }
+}
+
+/// Ends the call, if one started, as `end` implies, then closes the
+/// connection. A peer that owns the call's events (a browser) is sent the
+/// final `call.status_changed` before the close.
+pub(super) async fn end_call<S: WsSocket>(
+    conn: Connection<S>,
+    call: Option<LiveCall>,
+    end: CallEnd,
+    tell_peer: bool,
+) {
+    let ended = match (&end, call) {
+        (_, None) => None,
+        (
+            CallEnd::Close {
+                disposition,
+                detail,
+                ..
+            },
+            Some(call),
+        ) => Some(call.end(*disposition, detail.clone())),
+        (CallEnd::Read(read_end), Some(call)) => {
+            let (disposition, detail) = read_end_disposition(*read_end);
+            Some(call.end(disposition, detail))
+        }
+    };
+    if let Some(ended) = ended.filter(|_| tell_peer) {
+        let _ = conn.send_text(ended.to_json());
+    }
+    match end {
+        CallEnd::Close {
+            code,
+            reason,
+            metric,
+            ..
+        } => conn.close(code, reason, metric).await,
+        CallEnd::Read(read_end) => conn.finish(read_end).await,
+    }
+}
+
+/// The next command for the call, or never when there is no call yet.
+pub(super) async fn next_command(call: &mut Option<LiveCall>) -> Option<CallCommand> {
+    match call {
+        Some(call) => call.next_command().await,
+        None => std::future::pending().await,
+    }
+}
