@@ -6,6 +6,7 @@
 //! from a fake clock.
 
 pub mod call;
+pub mod engine;
 pub mod events;
 pub mod heartbeat;
 pub mod ids;

@@ -1,0 +1,124 @@
+use std::time::Duration;
+
+use voxgate_core::engine::{EngineEvent, Output, Persona, Role, TurnMetrics};
+
+use crate::harness::{Caller, Fakes, Sim};
+
+fn fakes() -> Fakes {
+    Fakes {
+        transcripts: ["I'd like a table for two tonight."]
+            .map(String::from)
+            .into(),
+        replies: ["Sure. What time would you like the table for two?"]
+            .map(String::from)
+            .into(),
+        ..Fakes::default()
+    }
+}
+
+fn metrics(sim: &Sim) -> Vec<TurnMetrics> {
+    sim.events()
+        .into_iter()
+        .filter_map(|e| match e {
+            EngineEvent::TurnMetrics(m) => Some(m),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_caller_turn_is_transcribed_answered_spoken_and_measured() {
+    let mut sim = Sim::answered(Persona::default(), fakes());
+    sim.run(Duration::from_millis(1500), Caller::Speaking);
+    sim.run(Duration::from_secs(6), Caller::Silent);
+
+    let prompts = sim.prompts();
+    assert_eq!(prompts.len(), 1);
+    let roles: Vec<Role> = prompts[0].iter().map(|m| m.role).collect();
+    assert_eq!(roles, vec![Role::System, Role::Assistant, Role::User]);
+    assert_eq!(prompts[0][2].content, "I'd like a table for two tonight.");
+
+    // Streamed by sentence: the short first sentence is spoken on its own.
+    assert_eq!(
+        sim.spoken_texts()[1..],
+        ["Sure.", "What time would you like the table for two?"]
+    );
+    let m = &metrics(&sim)[0];
+    let stages = [
+        m.end_of_turn_ms,
+        m.stt_final_ms,
+        m.llm_first_token_ms,
+        m.tts_first_audio_ms,
+        m.first_audio_sent_ms,
+        m.first_mark_ms,
+    ];
+    assert!(stages.iter().all(Option::is_some), "{m:?}");
+    let stages: Vec<u64> = stages.into_iter().flatten().collect();
+    assert!(
+        stages.windows(2).all(|w| w[0] <= w[1]),
+        "stages in order: {m:?}"
+    );
+    // A complete sentence is answered after the short delay (200 ms,
+    // give or take the VAD's silence window and one tick).
+    assert!(m.end_of_turn_ms.unwrap_or(0) <= 600, "{m:?}");
+
+    let context = sim.engine.context();
+    assert_eq!(context.last().map(|m| m.role), Some(Role::Assistant));
+    assert_eq!(
+        context.last().map(|m| m.content.as_str()),
+        Some("Sure. What time would you like the table for two?")
+    );
+    assert!(sim.events().iter().any(|e| matches!(
+        e,
+        EngineEvent::Transcript {
+            role: Role::User,
+            is_final: true,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn an_incomplete_sentence_waits_longer_than_a_complete_one() {
+    let end_of_turn = |probability: Option<f32>| {
+        let mut sim = Sim::answered(
+            Persona::default(),
+            Fakes {
+                end_of_turn: probability,
+                ..fakes()
+            },
+        );
+        sim.run(Duration::from_millis(1200), Caller::Speaking);
+        sim.run(Duration::from_secs(6), Caller::Silent);
+        metrics(&sim)[0].end_of_turn_ms.unwrap_or(u64::MAX)
+    };
+    let complete = end_of_turn(Some(0.95));
+    let incomplete = end_of_turn(Some(0.1));
+    let no_verdict = end_of_turn(None);
+    assert!(complete < no_verdict, "{complete} < {no_verdict}");
+    assert!(no_verdict < incomplete, "{no_verdict} < {incomplete}");
+    assert!(
+        incomplete >= 2000,
+        "incomplete waits the long delay: {incomplete}"
+    );
+}
+
+#[test]
+fn a_pause_inside_a_turn_does_not_split_it() {
+    let mut sim = Sim::answered(
+        Persona::default(),
+        Fakes {
+            end_of_turn: Some(0.1),
+            ..fakes()
+        },
+    );
+    sim.run(Duration::from_millis(800), Caller::Speaking);
+    sim.run(Duration::from_millis(900), Caller::Silent);
+    sim.run(Duration::from_millis(800), Caller::Speaking);
+    sim.run(Duration::from_secs(6), Caller::Silent);
+    assert_eq!(
+        sim.count(|o| matches!(o, Output::Transcribe { .. })),
+        1,
+        "one turn, one transcription"
+    );
+}

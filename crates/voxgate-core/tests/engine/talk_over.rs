@@ -1,0 +1,49 @@
+use std::time::Duration;
+
+use voxgate_core::engine::{Output, Persona, Role};
+
+use crate::harness::{Caller, Fakes, Sim};
+
+#[test]
+fn the_agent_never_starts_talking_over_the_caller() {
+    let mut sim = Sim::answered(
+        Persona::default(),
+        Fakes {
+            transcripts: ["I want to book a table", "for four people at eight."]
+                .map(String::from)
+                .into(),
+            replies: ["How many people?", "Four at eight, booked."]
+                .map(String::from)
+                .into(),
+            // The model answers slowly, so the caller resumes first.
+            llm_first_token: Duration::from_millis(900),
+            end_of_turn: None,
+            ..Fakes::default()
+        },
+    );
+    sim.run(Duration::from_millis(1000), Caller::Speaking);
+    // A pause long enough to end the turn...
+    sim.run(Duration::from_millis(1100), Caller::Silent);
+    assert_eq!(sim.prompts().len(), 1);
+    // ...but the caller goes on before any reply audio exists.
+    let resumed = sim.log.len();
+    sim.run(Duration::from_millis(1200), Caller::Speaking);
+    let while_speaking = sim.log[resumed..]
+        .iter()
+        .filter(|(_, o)| matches!(o, Output::PlayAudio(_)))
+        .count();
+    assert_eq!(while_speaking, 0, "no agent audio while the caller talks");
+    sim.run(Duration::from_secs(6), Caller::Silent);
+
+    // The unanswered words lead the next prompt, merged with the new ones.
+    let prompts = sim.prompts();
+    let last = prompts.last().expect("a prompt");
+    assert_eq!(
+        last.last().map(|m| (m.role, m.content.as_str())),
+        Some((
+            Role::User,
+            "I want to book a table for four people at eight."
+        ))
+    );
+    assert_eq!(sim.count(|o| matches!(o, Output::CancelLlm { .. })), 1);
+}
