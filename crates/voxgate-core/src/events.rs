@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::call::Disposition;
+use crate::engine::{EngineEvent, Role, TurnMetrics};
 use crate::ids::{CallSid, SessionId, StreamSid};
 
 /// Machine-readable reason carried by an `error` message.
@@ -40,6 +41,10 @@ pub enum ErrorCode {
     InvalidAudio,
     /// The server is draining and takes no new calls.
     Draining,
+    /// The request needs the agent, and this server has none (yet).
+    AgentUnavailable,
+    /// The agent could not answer (a provider failed).
+    AgentFailed,
 }
 
 impl ErrorCode {
@@ -57,6 +62,8 @@ impl ErrorCode {
             ErrorCode::AlreadyStarted => "already_started",
             ErrorCode::InvalidAudio => "invalid_audio",
             ErrorCode::Draining => "draining",
+            ErrorCode::AgentUnavailable => "agent_unavailable",
+            ErrorCode::AgentFailed => "agent_failed",
         }
     }
 }
@@ -207,6 +214,16 @@ pub enum MonitorRequest {
         /// The call to end.
         call_id: CallSid,
     },
+    /// A text turn with the agent: same persona, same model, no audio.
+    Chat {
+        /// What the user writes.
+        text: String,
+        /// The persona to answer as; else the session's held configuration's,
+        /// else the default.
+        persona: Option<String>,
+        /// Echoed in the `chat.response`, to match answers to questions.
+        id: Option<String>,
+    },
 }
 
 impl MonitorRequest {
@@ -260,9 +277,32 @@ impl MonitorRequest {
                 let f: Fields = fields(&kind, object)?;
                 Ok(MonitorRequest::Hangup { call_id: f.call_id })
             }
+            "chat" => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Fields {
+                    text: String,
+                    #[serde(default)]
+                    persona: Option<String>,
+                    #[serde(default)]
+                    id: Option<String>,
+                }
+                let f: Fields = fields(&kind, object)?;
+                if f.text.trim().is_empty() {
+                    return Err(ProtocolError::new(
+                        ErrorCode::InvalidField,
+                        "`chat`: `text` is empty",
+                    ));
+                }
+                Ok(MonitorRequest::Chat {
+                    text: f.text,
+                    persona: f.persona,
+                    id: f.id,
+                })
+            }
             _ => Err(unknown_type(
                 &kind,
-                "ping, session_info, subscribe, unsubscribe, config, hangup",
+                "ping, session_info, subscribe, unsubscribe, config, hangup, chat",
             )),
         }
     }
@@ -287,6 +327,18 @@ pub enum BrowserRequest {
     },
     /// Ends the call.
     Hangup,
+    /// Everything sent before the mark `name` has played.
+    Mark {
+        /// The mark's name, as the server sent it.
+        name: String,
+    },
+}
+
+/// Fields of a browser's `mark` echo.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MarkFields {
+    name: String,
 }
 
 impl BrowserRequest {
@@ -302,7 +354,11 @@ impl BrowserRequest {
             "config" => Ok(BrowserRequest::Config {
                 config: non_empty(fields(&kind, object)?)?,
             }),
-            _ => Err(unknown_type(&kind, "ping, start, config, hangup")),
+            "mark" => {
+                let MarkFields { name } = fields(&kind, object)?;
+                Ok(BrowserRequest::Mark { name })
+            }
+            _ => Err(unknown_type(&kind, "ping, start, config, hangup, mark")),
         }
     }
 }
@@ -420,6 +476,42 @@ pub enum CallEvent {
         /// The whole configuration now in force.
         config: JobConfig,
     },
+    /// Words said on the call: the caller's as transcribed, the agent's as
+    /// spoken.
+    #[serde(rename = "transcript")]
+    Transcript {
+        /// The call.
+        call_id: CallSid,
+        /// `user` or `assistant`.
+        role: Role,
+        /// The words.
+        text: String,
+        /// Whether the text is final (partials may be revised).
+        #[serde(rename = "final")]
+        is_final: bool,
+    },
+    /// The caller interrupted the agent.
+    #[serde(rename = "agent.interrupted")]
+    AgentInterrupted {
+        /// The call.
+        call_id: CallSid,
+        /// The interrupted turn.
+        turn: u64,
+        /// What the caller actually heard of the reply (from played marks).
+        heard: String,
+        /// What the agent meant to say so far.
+        intended: String,
+    },
+    /// Latency of one turn, each stage in milliseconds after the caller
+    /// stopped speaking.
+    #[serde(rename = "turn.metrics")]
+    TurnMetrics {
+        /// The call.
+        call_id: CallSid,
+        /// The stages.
+        #[serde(flatten)]
+        metrics: TurnMetrics,
+    },
 }
 
 impl CallEvent {
@@ -428,7 +520,37 @@ impl CallEvent {
         match self {
             CallEvent::Started { call_id, .. }
             | CallEvent::StatusChanged { call_id, .. }
-            | CallEvent::ConfigUpdated { call_id, .. } => call_id,
+            | CallEvent::ConfigUpdated { call_id, .. }
+            | CallEvent::Transcript { call_id, .. }
+            | CallEvent::AgentInterrupted { call_id, .. }
+            | CallEvent::TurnMetrics { call_id, .. } => call_id,
+        }
+    }
+
+    /// The monitor event for something the conversation engine reported.
+    pub fn from_engine(call_id: CallSid, event: EngineEvent) -> CallEvent {
+        match event {
+            EngineEvent::Transcript {
+                role,
+                text,
+                is_final,
+            } => CallEvent::Transcript {
+                call_id,
+                role,
+                text,
+                is_final,
+            },
+            EngineEvent::AgentInterrupted {
+                turn,
+                heard,
+                intended,
+            } => CallEvent::AgentInterrupted {
+                call_id,
+                turn,
+                heard,
+                intended,
+            },
+            EngineEvent::TurnMetrics(metrics) => CallEvent::TurnMetrics { call_id, metrics },
         }
     }
 
@@ -517,6 +639,27 @@ pub enum ServerMessage {
     Lagged {
         /// How many events were dropped for it.
         missed: u64,
+    },
+    /// Browser calls: echo `name` back in a `mark` once the audio sent
+    /// before this message has played.
+    #[serde(rename = "mark")]
+    Mark {
+        /// The mark's name.
+        name: String,
+    },
+    /// Browser calls: drop all queued agent audio now (barge-in).
+    #[serde(rename = "clear")]
+    Clear,
+    /// The agent's answer to a `chat`.
+    #[serde(rename = "chat.response")]
+    ChatResponse {
+        /// The `chat`'s `id`, if it had one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// The persona that answered.
+        persona: String,
+        /// The answer.
+        text: String,
     },
 }
 

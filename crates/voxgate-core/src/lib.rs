@@ -5,11 +5,13 @@
 //! `voxgate-server` can drive it from `tokio::time` and tests can drive it
 //! from a fake clock.
 
+pub mod audio;
 pub mod call;
 pub mod engine;
 pub mod events;
 pub mod heartbeat;
 pub mod ids;
+pub mod persona;
 pub mod phone;
 pub mod twilio;
 pub mod wire;

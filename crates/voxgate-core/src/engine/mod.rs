@@ -49,7 +49,8 @@ pub const INPUT_RATE_HZ: u32 = 16_000;
 pub struct TurnId(pub u64);
 
 /// Who said something.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Instructions for the model.
     System,
@@ -342,7 +343,7 @@ pub enum HangupReason {
 
 /// Per-turn latency, each stage in milliseconds after the caller stopped
 /// speaking.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct TurnMetrics {
     /// The turn.
     pub turn: u64,

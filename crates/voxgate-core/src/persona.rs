@@ -1,0 +1,322 @@
+//! Personas as users write them (JSON in the API, rows in the store), and
+//! their conversion into the engine's settings. Defaults come from the
+//! engine's own, so there is one set of numbers.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{Persona, TurnSettings, VadSettings};
+use crate::events::JobConfig;
+
+/// The persona every call falls back to; it always exists.
+pub const DEFAULT_PERSONA: &str = "default";
+
+/// Longest duration any persona timing may have.
+const MAX_TIMING_MS: u32 = 60_000;
+
+/// A persona: who the agent is, what it says first, and how it takes turns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PersonaSpec {
+    /// Unique name: letters, digits, `-` and `_`, up to 64.
+    pub name: String,
+    /// The system prompt.
+    pub instructions: String,
+    /// Said on answer; empty for none.
+    pub greeting: String,
+    /// Said after a long silence; empty for none.
+    pub reprompt: String,
+    /// TTS voice id; the provider's default when unset.
+    pub voice: Option<String>,
+    /// Language tag of the conversation (`en`, `en-US`).
+    pub language: String,
+    /// Speech detection.
+    pub vad: VadSpec,
+    /// Turn-taking.
+    pub turn: TurnSpec,
+}
+
+/// Speech detection settings, in milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VadSpec {
+    /// Speech probability that counts as speech, 0 to 1.
+    pub activation_threshold: f32,
+    /// Speech needed before it counts as started.
+    pub min_speech_ms: u32,
+    /// Silence needed before speech counts as ended.
+    pub min_silence_ms: u32,
+    /// Audio kept from before the onset.
+    pub prefix_padding_ms: u32,
+}
+
+/// Turn-taking settings, in milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TurnSpec {
+    /// Ask the end-of-turn model after the caller stops.
+    pub end_of_turn_model: bool,
+    /// Silence before answering a complete sentence.
+    pub min_endpoint_delay_ms: u32,
+    /// Silence before answering an incomplete sentence.
+    pub max_endpoint_delay_ms: u32,
+    /// Silence before answering without an end-of-turn verdict.
+    pub fallback_endpoint_delay_ms: u32,
+    /// Caller speech needed to interrupt the agent.
+    pub interrupt_min_speech_ms: u32,
+    /// Shorter caller sounds after an interruption are noise.
+    pub false_interruption_max_speech_ms: u32,
+    /// Silence before asking whether the caller is still there.
+    pub idle_reprompt_after_ms: u32,
+    /// Reprompts before hanging up on a silent caller.
+    pub max_reprompts: u32,
+}
+
+fn ms(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
+
+fn duration(ms: u32) -> Duration {
+    Duration::from_millis(u64::from(ms))
+}
+
+impl Default for VadSpec {
+    fn default() -> Self {
+        let v = VadSettings::default();
+        Self {
+            activation_threshold: v.activation_threshold,
+            min_speech_ms: ms(v.min_speech),
+            min_silence_ms: ms(v.min_silence),
+            prefix_padding_ms: ms(v.prefix_padding),
+        }
+    }
+}
+
+impl Default for TurnSpec {
+    fn default() -> Self {
+        let t = TurnSettings::default();
+        Self {
+            end_of_turn_model: t.use_end_of_turn_model,
+            min_endpoint_delay_ms: ms(t.min_endpoint_delay),
+            max_endpoint_delay_ms: ms(t.max_endpoint_delay),
+            fallback_endpoint_delay_ms: ms(t.fallback_endpoint_delay),
+            interrupt_min_speech_ms: ms(t.interrupt_min_speech),
+            false_interruption_max_speech_ms: ms(t.false_interruption_max_speech),
+            idle_reprompt_after_ms: ms(t.idle_reprompt_after),
+            max_reprompts: t.max_reprompts,
+        }
+    }
+}
+
+impl Default for PersonaSpec {
+    fn default() -> Self {
+        let p = Persona::default();
+        Self {
+            name: DEFAULT_PERSONA.to_owned(),
+            instructions: p.instructions,
+            greeting: p.greeting,
+            reprompt: p.reprompt,
+            voice: None,
+            language: "en".to_owned(),
+            vad: VadSpec::default(),
+            turn: TurnSpec::default(),
+        }
+    }
+}
+
+/// Whether `name` is a usable persona name.
+pub fn is_valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl PersonaSpec {
+    /// Every problem with this persona, one message each.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, message: &str| {
+            if !ok {
+                problems.push(message.to_owned());
+            }
+        };
+        check(
+            is_valid_name(&self.name),
+            "name must be 1-64 letters, digits, '-' or '_'",
+        );
+        check(
+            self.instructions.chars().count() <= 8000,
+            "instructions must be at most 8000 characters",
+        );
+        check(
+            self.greeting.chars().count() <= 500,
+            "greeting must be at most 500 characters",
+        );
+        check(
+            self.reprompt.chars().count() <= 500,
+            "reprompt must be at most 500 characters",
+        );
+        check(
+            !self.language.is_empty() && self.language.len() <= 16,
+            "language must be a language tag like en or en-US",
+        );
+        check(
+            self.voice
+                .as_ref()
+                .is_none_or(|v| !v.trim().is_empty() && v.len() <= 128),
+            "voice must be a non-empty id of at most 128 characters",
+        );
+        check(
+            (0.05..=0.95).contains(&self.vad.activation_threshold),
+            "vad.activation_threshold must be between 0.05 and 0.95",
+        );
+        let t = &self.turn;
+        let timings = [
+            self.vad.min_speech_ms,
+            self.vad.min_silence_ms,
+            self.vad.prefix_padding_ms,
+            t.min_endpoint_delay_ms,
+            t.max_endpoint_delay_ms,
+            t.fallback_endpoint_delay_ms,
+            t.interrupt_min_speech_ms,
+            t.false_interruption_max_speech_ms,
+            t.idle_reprompt_after_ms,
+        ];
+        check(
+            timings.iter().all(|ms| *ms <= MAX_TIMING_MS),
+            "every timing must be at most 60000 ms",
+        );
+        check(
+            t.min_endpoint_delay_ms <= t.max_endpoint_delay_ms,
+            "turn.min_endpoint_delay_ms must not exceed turn.max_endpoint_delay_ms",
+        );
+        check(
+            t.idle_reprompt_after_ms >= 1000,
+            "turn.idle_reprompt_after_ms must be at least 1000",
+        );
+        check(
+            t.max_reprompts <= 10,
+            "turn.max_reprompts must be at most 10",
+        );
+        problems
+    }
+
+    /// Applies a call's job configuration on top of this persona.
+    pub fn with_job(mut self, job: &JobConfig) -> Self {
+        if let Some(instructions) = &job.instructions {
+            self.instructions.clone_from(instructions);
+        }
+        if let Some(greeting) = &job.greeting {
+            self.greeting.clone_from(greeting);
+        }
+        if let Some(voice) = &job.voice {
+            self.voice = Some(voice.clone());
+        }
+        self
+    }
+
+    /// The engine's settings for this persona.
+    pub fn to_engine(&self) -> Persona {
+        let activation = self.vad.activation_threshold;
+        Persona {
+            instructions: self.instructions.clone(),
+            greeting: self.greeting.clone(),
+            reprompt: self.reprompt.clone(),
+            turn: TurnSettings {
+                vad: VadSettings {
+                    activation_threshold: activation,
+                    // Hysteresis as in Silero's own wrapper: 0.15 below.
+                    deactivation_threshold: (activation - 0.15).max(0.01),
+                    min_speech: duration(self.vad.min_speech_ms),
+                    min_silence: duration(self.vad.min_silence_ms),
+                    prefix_padding: duration(self.vad.prefix_padding_ms),
+                },
+                use_end_of_turn_model: self.turn.end_of_turn_model,
+                end_of_turn_threshold: TurnSettings::default().end_of_turn_threshold,
+                min_endpoint_delay: duration(self.turn.min_endpoint_delay_ms),
+                max_endpoint_delay: duration(self.turn.max_endpoint_delay_ms),
+                fallback_endpoint_delay: duration(self.turn.fallback_endpoint_delay_ms),
+                interrupt_min_speech: duration(self.turn.interrupt_min_speech_ms),
+                false_interruption_max_speech: duration(self.turn.false_interruption_max_speech_ms),
+                idle_reprompt_after: duration(self.turn.idle_reprompt_after_ms),
+                max_reprompts: self.turn.max_reprompts,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_persona_matches_the_engine_defaults() {
+        let spec = PersonaSpec::default();
+        assert!(spec.problems().is_empty(), "{:?}", spec.problems());
+        let engine = spec.to_engine();
+        let defaults = Persona::default();
+        assert_eq!(engine.instructions, defaults.instructions);
+        assert_eq!(
+            engine.turn.min_endpoint_delay,
+            defaults.turn.min_endpoint_delay
+        );
+        assert_eq!(engine.turn.vad.min_silence, defaults.turn.vad.min_silence);
+        assert_eq!(
+            engine.turn.vad.deactivation_threshold,
+            defaults.turn.vad.deactivation_threshold
+        );
+    }
+
+    #[test]
+    fn partial_json_fills_in_defaults_and_typos_are_refused() {
+        let spec: PersonaSpec =
+            serde_json::from_str(r#"{"name":"sales","greeting":"Hi!","turn":{"max_reprompts":1}}"#)
+                .expect("valid");
+        assert_eq!(spec.greeting, "Hi!");
+        assert_eq!(spec.turn.max_reprompts, 1);
+        assert_eq!(
+            spec.turn.min_endpoint_delay_ms,
+            TurnSpec::default().min_endpoint_delay_ms
+        );
+        let typo = serde_json::from_str::<PersonaSpec>(r#"{"name":"x","greting":"Hi"}"#);
+        assert!(
+            typo.expect_err("unknown field")
+                .to_string()
+                .contains("greting")
+        );
+    }
+
+    #[test]
+    fn problems_are_listed_one_each() {
+        let spec = PersonaSpec {
+            name: "bad name!".into(),
+            vad: VadSpec {
+                activation_threshold: 1.5,
+                ..VadSpec::default()
+            },
+            turn: TurnSpec {
+                min_endpoint_delay_ms: 3000,
+                max_endpoint_delay_ms: 1000,
+                ..TurnSpec::default()
+            },
+            ..PersonaSpec::default()
+        };
+        let problems = spec.problems();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+    }
+
+    #[test]
+    fn job_configuration_overrides_the_persona() {
+        let spec = PersonaSpec::default().with_job(&JobConfig {
+            persona: Some("ignored here".into()),
+            instructions: Some("Be brief.".into()),
+            voice: Some("joe".into()),
+            greeting: None,
+        });
+        assert_eq!(spec.instructions, "Be brief.");
+        assert_eq!(spec.voice.as_deref(), Some("joe"));
+        assert_eq!(spec.greeting, PersonaSpec::default().greeting);
+    }
+}
