@@ -49,6 +49,14 @@ pub enum StoreError {
         /// Why it failed to parse.
         reason: String,
     },
+    /// A stored persona could not be read back.
+    #[error("stored persona {name:?} is unreadable: {reason}")]
+    CorruptPersona {
+        /// The persona's name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl StoreError {

@@ -1,12 +1,13 @@
-//! Call records in SQLite (the default) or Postgres, written off the call
-//! path.
+//! Call records and transcript turns in SQLite (the default) or Postgres,
+//! written off the call path.
 //!
 //! - [`Store`] is the database: connect with a URL or a bare file path,
-//!   [`Store::migrate`], then read and write [`CallRecord`]s. One SQL
-//!   dialect serves both backends through sqlx's `Any` driver.
-//! - [`RecordWriter`] is what call tasks use: [`RecordWriter::submit`]
-//!   never blocks, and records are held and retried while the database is
-//!   down rather than dropped.
+//!   [`Store::migrate`], then read and write [`CallRecord`]s and
+//!   [`TranscriptTurn`]s. One SQL dialect serves both backends through
+//!   sqlx's `Any` driver.
+//! - [`RecordWriter`] is what call tasks use: [`RecordWriter::submit`] and
+//!   [`RecordWriter::submit_turn`] never block, and what they queue is held
+//!   and retried while the database is down rather than dropped.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -28,13 +29,17 @@
 //! ```
 
 mod error;
+mod personas;
 mod record;
 mod store;
+mod transcript;
 mod url;
 mod writer;
 
 pub use error::StoreError;
+pub use personas::Written;
 pub use record::CallRecord;
 pub use store::Store;
+pub use transcript::{TranscriptTurn, TurnRole};
 pub use url::{Backend, redact_url};
 pub use writer::{FlushError, RecordWriter};

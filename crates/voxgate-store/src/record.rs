@@ -27,6 +27,11 @@ pub struct CallRecord {
     pub disposition: Option<Disposition>,
     /// Free-text detail on why the call ended.
     pub end_reason: Option<String>,
+    /// Where the call's recording (a stereo WAV) was written, once it was.
+    /// Not serialized: a server path means nothing to API clients, which get
+    /// a URL instead.
+    #[serde(skip_serializing)]
+    pub recording_path: Option<String>,
 }
 
 impl CallRecord {
@@ -43,6 +48,7 @@ impl CallRecord {
             duration_ms: None,
             disposition: None,
             end_reason: None,
+            recording_path: None,
         }
     }
 }

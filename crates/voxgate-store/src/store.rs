@@ -26,7 +26,7 @@ static MIGRATOR: Migrator = sqlx::migrate!();
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 const COLUMNS: &str = "call_sid, stream_sid, from_number, to_number, persona, \
-     started_at_ms, ended_at_ms, duration_ms, disposition, end_reason";
+     started_at_ms, ended_at_ms, duration_ms, disposition, end_reason, recording_path";
 
 /// Call records in SQLite or Postgres; cheap to clone (a pool handle).
 #[derive(Debug, Clone)]
@@ -94,13 +94,13 @@ impl Store {
     /// Inserts `record`, or replaces every field of the stored one.
     pub async fn upsert_call(&self, record: &CallRecord) -> Result<(), StoreError> {
         let sql = format!(
-            "INSERT INTO calls ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+            "INSERT INTO calls ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
              ON CONFLICT (call_sid) DO UPDATE SET \
              stream_sid = excluded.stream_sid, from_number = excluded.from_number, \
              to_number = excluded.to_number, persona = excluded.persona, \
              started_at_ms = excluded.started_at_ms, ended_at_ms = excluded.ended_at_ms, \
              duration_ms = excluded.duration_ms, disposition = excluded.disposition, \
-             end_reason = excluded.end_reason"
+             end_reason = excluded.end_reason, recording_path = excluded.recording_path"
         );
         sqlx::query(&sql)
             .bind(record.call_sid.as_str())
@@ -113,6 +113,7 @@ impl Store {
             .bind(record.duration_ms)
             .bind(record.disposition.map(Disposition::as_str))
             .bind(record.end_reason.as_deref())
+            .bind(record.recording_path.as_deref())
             .execute(&self.pool)
             .await
             .map_err(|err| StoreError::query("upsert call", err))?;
@@ -147,6 +148,10 @@ impl Store {
             .await
             .map_err(|err| StoreError::query("list calls", err))?;
         rows.iter().map(record_from_row).collect()
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
     }
 
     /// Closes the pool, waiting for connections in use to be returned.
@@ -186,6 +191,7 @@ fn record_from_row(row: &AnyRow) -> Result<CallRecord, StoreError> {
         duration_ms: column(row, &raw_sid, "duration_ms")?,
         disposition,
         end_reason: column(row, &raw_sid, "end_reason")?,
+        recording_path: column(row, &raw_sid, "recording_path")?,
     })
 }
 

@@ -163,19 +163,18 @@ fn redact_query(s: &str) -> String {
 /// driver can be scrubbed of them whatever form it echoes.
 pub(crate) fn secrets_in(url: &str) -> Vec<String> {
     let mut secrets = Vec::new();
-    if let Some((_, rest)) = url.split_once("://") {
-        if let Some((userinfo, _)) = rest.rsplit_once('@') {
-            if let Some((_, password)) = userinfo.split_once(':') {
-                secrets.push(password.to_owned());
-            }
-        }
+    if let Some((_, rest)) = url.split_once("://")
+        && let Some((userinfo, _)) = rest.rsplit_once('@')
+        && let Some((_, password)) = userinfo.split_once(':')
+    {
+        secrets.push(password.to_owned());
     }
     if let Some((_, query)) = url.split_once('?') {
         for param in query.split('&') {
-            if let Some((key, value)) = param.split_once('=') {
-                if key.to_ascii_lowercase().contains("password") {
-                    secrets.push(value.to_owned());
-                }
+            if let Some((key, value)) = param.split_once('=')
+                && key.to_ascii_lowercase().contains("password")
+            {
+                secrets.push(value.to_owned());
             }
         }
     }

@@ -1,5 +1,5 @@
-//! [`RecordWriter`]: call records written off the call path, held and
-//! retried while the database is down.
+//! [`RecordWriter`]: call records and transcript turns written off the
+//! call path, held and retried while the database is down.
 
 mod queue;
 
@@ -14,11 +14,12 @@ use tracing::Instrument;
 
 use crate::record::CallRecord;
 use crate::store::Store;
-use queue::{Backoff, Pending};
+use crate::transcript::TranscriptTurn;
+use queue::{Backoff, Item, Pending};
 
-/// Gauge: records submitted but not yet written.
+/// Gauge: records and transcript turns submitted but not yet written.
 const PENDING_GAUGE: &str = "voxgate_store_pending_records";
-/// Counter: failed write attempts (one record may fail many times).
+/// Counter: failed write attempts (one item may fail many times).
 const WRITE_ERRORS: &str = "voxgate_store_write_errors_total";
 
 const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
@@ -53,12 +54,14 @@ pub enum FlushError {
 }
 
 enum Command {
-    Write(CallRecord),
+    /// Boxed: records are large, and flushes should not pay for them.
+    Write(Box<Item>),
     /// Answer once everything submitted before this command is written.
     Flush(oneshot::Sender<()>),
 }
 
-/// Handle to the task that writes call records; cheap to clone.
+/// Handle to the task that writes call records and transcript turns;
+/// cheap to clone.
 ///
 /// The task ends once every handle is dropped, after one last attempt to
 /// write what is left. Drop all handles before waiting on the tracker, or
@@ -67,8 +70,8 @@ enum Command {
 pub struct RecordWriter {
     /// Unbounded on purpose: a bounded queue would have to either block the
     /// call path or drop records when full, and neither is allowed. Growth
-    /// is bounded in practice by coalescing (one entry per call) and by the
-    /// rate calls start and end; the gauge shows it.
+    /// is bounded in practice by coalescing (one entry per call record or
+    /// turn) and by the rate calls and turns happen; the gauge shows it.
     tx: mpsc::UnboundedSender<Command>,
     /// Submitted but not yet written or superseded, for the gauge and
     /// flush errors. Counted here rather than in the task so that records
@@ -98,17 +101,28 @@ impl RecordWriter {
     /// Queues `record` for writing, replacing any unwritten record for the
     /// same call. Never blocks and never waits on the database.
     pub fn submit(&self, record: CallRecord) {
+        self.send(Item::Call(record));
+    }
+
+    /// Queues `turn` for writing, replacing any unwritten turn with the same
+    /// call and number. Never blocks and never waits on the database; turns
+    /// are written in the order submitted, interleaved with records.
+    pub fn submit_turn(&self, turn: TranscriptTurn) {
+        self.send(Item::Turn(turn));
+    }
+
+    fn send(&self, item: Item) {
         self.unwritten.fetch_add(1, Ordering::Relaxed);
-        if let Err(mpsc::error::SendError(command)) = self.tx.send(Command::Write(record)) {
+        if let Err(mpsc::error::SendError(command)) = self.tx.send(Command::Write(Box::new(item))) {
             self.unwritten.fetch_sub(1, Ordering::Relaxed);
-            if let Command::Write(record) = command {
-                tracing::error!(call_sid = %record.call_sid, "record writer has stopped; call record lost");
+            if let Command::Write(item) = command {
+                tracing::error!(call_sid = %item.call_sid(), "record writer has stopped; {} lost", item.kind());
             }
         }
     }
 
-    /// Waits until every record submitted before this call is written, or
-    /// `deadline` passes. Records are kept either way.
+    /// Waits until every record and turn submitted before this call is
+    /// written, or `deadline` passes. They are kept either way.
     pub async fn flush(&self, deadline: Duration) -> Result<(), FlushError> {
         let (done_tx, done_rx) = oneshot::channel();
         self.tx
@@ -124,7 +138,7 @@ impl RecordWriter {
         }
     }
 
-    /// Records submitted but not yet written.
+    /// Records and turns submitted but not yet written.
     pub fn pending(&self) -> usize {
         self.unwritten.load(Ordering::Relaxed)
     }
@@ -177,9 +191,9 @@ impl WriterTask {
 
     fn handle(&mut self, command: Command) {
         match command {
-            Command::Write(record) => {
-                if self.pending.push(record) {
-                    // The older record will never be written on its own.
+            Command::Write(item) => {
+                if self.pending.push(*item) {
+                    // The older item will never be written on its own.
                     self.unwritten.fetch_sub(1, Ordering::Relaxed);
                 }
             }
@@ -191,20 +205,25 @@ impl WriterTask {
         self.update_gauge();
     }
 
-    /// Tries each pending record once, oldest first; returns true if any
-    /// is left unwritten. A failure followed by a success means one record
+    /// Tries each pending item once, oldest first; returns true if any
+    /// is left unwritten. A failure followed by a success means one item
     /// is bad, and it must not hold back the others; two failures in a row
     /// mean the database is down, so the round stops.
     async fn write_round(&mut self) -> bool {
         let mut i = 0;
         let mut failures_in_a_row = 0;
         let mut any_failed = false;
-        while let Some(record) = self.pending.get(i) {
-            let result =
-                match tokio::time::timeout(WRITE_TIMEOUT, self.store.upsert_call(record)).await {
-                    Ok(result) => result.map_err(|err| err.to_string()),
-                    Err(_elapsed) => Err(format!("no answer within {WRITE_TIMEOUT:?}")),
-                };
+        while let Some(item) = self.pending.get(i) {
+            let write = async {
+                match item {
+                    Item::Call(record) => self.store.upsert_call(record).await,
+                    Item::Turn(turn) => self.store.append_transcript_turn(turn).await,
+                }
+            };
+            let result = match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+                Ok(result) => result.map_err(|err| err.to_string()),
+                Err(_elapsed) => Err(format!("no answer within {WRITE_TIMEOUT:?}")),
+            };
             match result {
                 Ok(()) => {
                     self.pending.remove(i);
@@ -214,7 +233,7 @@ impl WriterTask {
                 }
                 Err(error) => {
                     metrics::counter!(WRITE_ERRORS).increment(1);
-                    tracing::warn!(call_sid = %record.call_sid, %error, "call record write failed; will retry");
+                    tracing::warn!(call_sid = %item.call_sid(), %error, "{} write failed; will retry", item.kind());
                     any_failed = true;
                     failures_in_a_row += 1;
                     i += 1;
@@ -255,7 +274,7 @@ impl WriterTask {
         }
         if !self.pending.is_empty() {
             let lost: Vec<&str> = self.pending.call_sids().map(|sid| sid.as_str()).collect();
-            tracing::error!(count = lost.len(), call_sids = ?lost, "database unreachable at shutdown; call records lost");
+            tracing::error!(count = lost.len(), call_sids = ?lost, "database unreachable at shutdown; call records or transcript turns lost");
         }
     }
 }

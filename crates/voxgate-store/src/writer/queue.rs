@@ -1,6 +1,6 @@
 //! The writer's bookkeeping, free of IO so it can be tested directly:
-//! the ordered, coalescing queue of unwritten records and the retry
-//! back-off.
+//! the ordered, coalescing queue of unwritten items (call records and
+//! transcript turns) and the retry back-off.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -8,43 +8,87 @@ use std::time::Duration;
 use voxgate_core::ids::CallSid;
 
 use crate::record::CallRecord;
+use crate::transcript::TranscriptTurn;
 
-/// Unwritten records in arrival order, at most one per call.
+/// Something to write.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Item {
+    /// A call record; a newer one for the same call replaces it.
+    Call(CallRecord),
+    /// A transcript turn; one with the same call and number replaces it.
+    Turn(TranscriptTurn),
+}
+
+impl Item {
+    /// The call the item belongs to.
+    pub(crate) fn call_sid(&self) -> &CallSid {
+        match self {
+            Item::Call(record) => &record.call_sid,
+            Item::Turn(turn) => &turn.call_sid,
+        }
+    }
+
+    /// What the item is, for logs.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Item::Call(_) => "call record",
+            Item::Turn(_) => "transcript turn",
+        }
+    }
+
+    fn key(&self) -> Key {
+        match self {
+            Item::Call(record) => Key::Call(record.call_sid.clone()),
+            Item::Turn(turn) => Key::Turn(turn.call_sid.clone(), turn.seq),
+        }
+    }
+}
+
+/// What an item replaces: the unwritten item with the same key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Call(CallSid),
+    Turn(CallSid, u32),
+}
+
+/// Unwritten items in arrival order, at most one per key: one record per
+/// call, one turn per call and turn number.
 ///
-/// Each entry keeps the sequence number of the first record that created
-/// it; a newer record for the same call replaces the content in place. So
+/// Each entry keeps the sequence number of the first item that created
+/// it; a newer item with the same key replaces the content in place. So
 /// sequence numbers increase along the queue, and "everything submitted up
 /// to N is written" is simply "the oldest entry is newer than N".
 #[derive(Debug, Default)]
 pub(crate) struct Pending {
     entries: VecDeque<Entry>,
-    /// Which entry holds each call, by sequence number.
-    by_call: HashMap<CallSid, u64>,
-    /// Sequence number of the last record accepted; 0 before the first.
+    /// Which entry holds each key, by sequence number.
+    by_key: HashMap<Key, u64>,
+    /// Sequence number of the last item accepted; 0 before the first.
     last_seq: u64,
 }
 
 #[derive(Debug)]
 struct Entry {
     seq: u64,
-    record: CallRecord,
+    item: Item,
 }
 
 impl Pending {
-    /// Queues `record`. Returns true if it replaced an unwritten older
-    /// record for the same call.
-    pub(crate) fn push(&mut self, record: CallRecord) -> bool {
+    /// Queues `item`. Returns true if it replaced an unwritten older item
+    /// with the same key.
+    pub(crate) fn push(&mut self, item: Item) -> bool {
         self.last_seq += 1;
-        if let Some(&seq) = self.by_call.get(&record.call_sid) {
-            if let Some(i) = self.position(seq) {
-                self.entries[i].record = record;
-                return true;
-            }
+        let key = item.key();
+        if let Some(&seq) = self.by_key.get(&key)
+            && let Some(i) = self.position(seq)
+        {
+            self.entries[i].item = item;
+            return true;
         }
-        self.by_call.insert(record.call_sid.clone(), self.last_seq);
+        self.by_key.insert(key, self.last_seq);
         self.entries.push_back(Entry {
             seq: self.last_seq,
-            record,
+            item,
         });
         false
     }
@@ -54,8 +98,8 @@ impl Pending {
         self.last_seq
     }
 
-    /// True once every record pushed up to `seq` (or a newer record for the
-    /// same call) has been removed as written.
+    /// True once every item pushed up to `seq` (or a newer item with the
+    /// same key) has been removed as written.
     pub(crate) fn written_through(&self, seq: u64) -> bool {
         self.entries.front().is_none_or(|oldest| oldest.seq > seq)
     }
@@ -64,21 +108,22 @@ impl Pending {
         self.entries.is_empty()
     }
 
-    /// The `i`th oldest unwritten record.
-    pub(crate) fn get(&self, i: usize) -> Option<&CallRecord> {
-        self.entries.get(i).map(|e| &e.record)
+    /// The `i`th oldest unwritten item.
+    pub(crate) fn get(&self, i: usize) -> Option<&Item> {
+        self.entries.get(i).map(|e| &e.item)
     }
 
-    /// Drops the `i`th oldest record, once written.
-    pub(crate) fn remove(&mut self, i: usize) -> Option<CallRecord> {
+    /// Drops the `i`th oldest item, once written.
+    pub(crate) fn remove(&mut self, i: usize) -> Option<Item> {
         let entry = self.entries.remove(i)?;
-        self.by_call.remove(&entry.record.call_sid);
-        Some(entry.record)
+        self.by_key.remove(&entry.item.key());
+        Some(entry.item)
     }
 
-    /// The calls still unwritten, oldest first, for logging.
+    /// The calls of the items still unwritten, oldest first (a call with
+    /// several items appears as often), for logging.
     pub(crate) fn call_sids(&self) -> impl Iterator<Item = &CallSid> {
-        self.entries.iter().map(|e| &e.record.call_sid)
+        self.entries.iter().map(|e| e.item.call_sid())
     }
 
     fn position(&self, seq: u64) -> Option<usize> {
@@ -121,8 +166,30 @@ impl Backoff {
 mod tests {
     use super::*;
 
-    fn record(sid: &str, started_at_ms: i64) -> CallRecord {
-        CallRecord::started(CallSid::new(sid).expect("valid sid"), started_at_ms)
+    fn record(sid: &str, started_at_ms: i64) -> Item {
+        Item::Call(CallRecord::started(
+            CallSid::new(sid).expect("valid sid"),
+            started_at_ms,
+        ))
+    }
+
+    fn turn(sid: &str, seq: u32, text: &str) -> Item {
+        Item::Turn(TranscriptTurn {
+            call_sid: CallSid::new(sid).expect("valid sid"),
+            seq,
+            role: crate::TurnRole::User,
+            text: text.to_owned(),
+            started_ms: 0,
+            ended_ms: 1,
+            interrupted: false,
+        })
+    }
+
+    fn started_at(item: Option<&Item>) -> Option<i64> {
+        match item? {
+            Item::Call(record) => Some(record.started_at_ms),
+            Item::Turn(_) => None,
+        }
     }
 
     fn sids(pending: &Pending) -> Vec<&str> {
@@ -145,7 +212,7 @@ mod tests {
         pending.push(record("CA2", 2));
         assert!(pending.push(record("CA1", 10)));
         assert_eq!(sids(&pending), ["CA1", "CA2"]);
-        assert_eq!(pending.get(0).map(|r| r.started_at_ms), Some(10));
+        assert_eq!(started_at(pending.get(0)), Some(10));
     }
 
     #[test]
@@ -153,9 +220,28 @@ mod tests {
         let mut pending = Pending::default();
         pending.push(record("CA1", 1));
         pending.push(record("CA2", 2));
-        assert_eq!(pending.remove(0).map(|r| r.started_at_ms), Some(1));
+        assert_eq!(started_at(pending.remove(0).as_ref()), Some(1));
         assert!(!pending.push(record("CA1", 3)));
         assert_eq!(sids(&pending), ["CA2", "CA1"]);
+    }
+
+    #[test]
+    fn turns_queue_apart_from_records_and_from_each_other() {
+        let mut pending = Pending::default();
+        assert!(!pending.push(record("CA1", 1)));
+        assert!(!pending.push(turn("CA1", 0, "hello")));
+        assert!(!pending.push(turn("CA1", 1, "hi there")));
+        assert!(!pending.push(turn("CA2", 0, "other call")));
+        // The same turn again (a retry, a correction) replaces it in place.
+        assert!(pending.push(turn("CA1", 0, "hello?")));
+        assert_eq!(sids(&pending), ["CA1", "CA1", "CA1", "CA2"]);
+        assert_eq!(pending.get(1), Some(&turn("CA1", 0, "hello?")));
+        assert_eq!(pending.get(1).map(Item::kind), Some("transcript turn"));
+        // Writing one turn frees its key only.
+        assert_eq!(pending.remove(1), Some(turn("CA1", 0, "hello?")));
+        assert!(!pending.push(turn("CA1", 0, "again")));
+        assert!(pending.push(turn("CA1", 1, "hi")));
+        assert_eq!(sids(&pending), ["CA1", "CA1", "CA2", "CA1"]);
     }
 
     #[test]

@@ -195,5 +195,6 @@ pub(crate) fn full_record(call_sid: &str, started_at_ms: i64) -> CallRecord {
         duration_ms: Some(61_500),
         disposition: Some(Disposition::Completed),
         end_reason: Some("caller hung up".to_owned()),
+        recording_path: Some(format!("recordings/{call_sid}.wav")),
     }
 }
