@@ -12,9 +12,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use voxgate_store::{RecordWriter, Store};
 
+use crate::agent::AgentState;
 use crate::bus::EventBus;
 use crate::config::Config;
 use crate::http;
+use crate::personas;
+use crate::recordings;
 use crate::registry::CallRegistry;
 use crate::sessions::ParkedSessions;
 use crate::ws;
@@ -57,6 +60,8 @@ pub struct Shared {
     pub prometheus: PrometheusHandle,
     /// Open WebSocket connections on all endpoints.
     pub open_connections: Arc<AtomicUsize>,
+    /// Whether calls get an agent, and its providers.
+    pub agent: tokio::sync::watch::Sender<AgentState>,
 }
 
 impl AppState {
@@ -86,6 +91,20 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(http::metrics))
         .route("/api/calls", get(http::list_calls))
         .route("/api/calls/{call_sid}", get(http::get_call))
+        .route(
+            "/api/calls/{call_sid}/recording",
+            get(recordings::get_recording),
+        )
+        .route(
+            "/api/personas",
+            get(personas::list_personas).post(personas::create_persona),
+        )
+        .route(
+            "/api/personas/{name}",
+            get(personas::get_persona)
+                .put(personas::put_persona)
+                .delete(personas::delete_persona),
+        )
         .fallback(http::not_found)
         .with_state(state)
 }

@@ -6,11 +6,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use metrics::{counter, gauge};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_util::sync::CancellationToken;
+use voxgate_core::audio::SampleRate;
 use voxgate_core::call::Disposition;
 use voxgate_core::events::{CallEvent, CallStatus, Carrier, JobConfig};
 use voxgate_core::ids::{CallSid, StreamSid};
 use voxgate_store::CallRecord;
 
+use crate::agent::{AgentAction, AgentHandle, AgentSpec, AgentState, spawn_agent};
 use crate::app::AppState;
 use crate::metrics::{ACTIVE_CALLS, CALLS};
 use crate::registry::{CallCommand, DuplicateCall, Registration};
@@ -30,6 +32,17 @@ pub struct CallStart {
     pub to: Option<String>,
     /// Initial job configuration.
     pub config: JobConfig,
+    /// The carrier's audio rate, both ways.
+    pub audio_rate: SampleRate,
+}
+
+/// What a call's socket task must act on besides its socket.
+#[derive(Debug)]
+pub enum CallInput {
+    /// A command from elsewhere in the server (a monitor).
+    Command(CallCommand),
+    /// Something the call's agent asks.
+    Agent(AgentAction),
 }
 
 /// A call in progress, owned by its connection task.
@@ -41,6 +54,8 @@ pub struct LiveCall {
     config: JobConfig,
     token: CancellationToken,
     commands: mpsc::Receiver<CallCommand>,
+    /// The conversational agent, when the server has one.
+    agent: Option<AgentHandle>,
     started: tokio::time::Instant,
     ended: bool,
     // Released after `end` has published and recorded: the call leaves the
@@ -76,17 +91,35 @@ impl LiveCall {
             duration_ms: None,
             disposition: None,
             end_reason: None,
+            recording_path: None,
         };
         state.records.submit(record.clone());
         gauge!(ACTIVE_CALLS).increment(1.0);
         tracing::info!(carrier = start.carrier.as_str(), "call started");
+        let token = parent.child_token();
+        let agent = match &*state.agent.borrow() {
+            AgentState::Ready(providers) => Some(spawn_agent(
+                providers,
+                AgentSpec {
+                    call_id: record.call_sid.clone(),
+                    carrier_rate: start.audio_rate,
+                    job: start.config.clone(),
+                },
+                state.store.clone(),
+                state.bus.clone(),
+                &state.lifecycle.tracker,
+                &token,
+            )),
+            _ => None,
+        };
         let call = LiveCall {
             state: state.clone(),
             record,
             carrier: start.carrier,
             config: start.config,
-            token: parent.child_token(),
+            token,
             commands,
+            agent,
             started: tokio::time::Instant::now(),
             ended: false,
             _registration: registration,
@@ -114,9 +147,25 @@ impl LiveCall {
         &self.token
     }
 
-    /// The next command for this call.
-    pub async fn next_command(&mut self) -> Option<CallCommand> {
-        self.commands.recv().await
+    /// The call's agent, when it has one.
+    pub fn agent(&self) -> Option<&AgentHandle> {
+        self.agent.as_ref()
+    }
+
+    /// The next command for the call or action of its agent.
+    pub async fn next_input(&mut self) -> Option<CallInput> {
+        let agent = async {
+            match self.agent.as_mut() {
+                Some(agent) => agent.next_action().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            Some(command) = self.commands.recv() => Some(CallInput::Command(command)),
+            Some(action) = agent => Some(CallInput::Agent(action)),
+            else => None,
+        }
     }
 
     /// Merges new job configuration and announces the result.
@@ -125,6 +174,9 @@ impl LiveCall {
         if self.config.persona != self.record.persona {
             self.record.persona = self.config.persona.clone();
             self.state.records.submit(self.record.clone());
+        }
+        if let Some(agent) = &self.agent {
+            agent.configure(self.config.clone());
         }
         tracing::info!(persona = ?self.config.persona, "call configuration updated");
         self.state.bus.publish(CallEvent::ConfigUpdated {

@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use voxgate_core::heartbeat::HeartbeatConfig;
@@ -29,6 +29,9 @@ pub struct Config {
     pub events_buffer: usize,
     /// Outbound queue per connection (bulk lane); overflow is reported as `lagged`.
     pub connection_queue: usize,
+    /// Where call recordings (one WAV per call) are written; relative
+    /// paths are from the working directory. Created on the first recording.
+    pub recordings_dir: PathBuf,
 }
 
 /// WebSocket settings shared by all endpoints.
@@ -57,6 +60,7 @@ impl Default for Config {
             max_concurrent_calls: 1000,
             events_buffer: 1024,
             connection_queue: 256,
+            recordings_dir: PathBuf::from("recordings"),
         }
     }
 }
@@ -263,6 +267,17 @@ const SETTINGS: &[Setting] = &[
             Ok(())
         },
     },
+    Setting {
+        section: Some("recordings"),
+        key: "dir",
+        apply: |c, v| {
+            if v.trim().is_empty() {
+                return Err("must not be empty".into());
+            }
+            c.recordings_dir = PathBuf::from(v.trim());
+            Ok(())
+        },
+    },
 ];
 
 impl Config {
@@ -299,10 +314,10 @@ impl Config {
             ("--database-url", &overrides.database_url, "url"),
         ];
         for (flag, value, key) in flags {
-            if let Some(value) = value {
-                if let Some(setting) = SETTINGS.iter().find(|s| s.key == key) {
-                    apply_one(&mut config, setting, value, flag.to_owned(), &mut problems);
-                }
+            if let Some(value) = value
+                && let Some(setting) = SETTINGS.iter().find(|s| s.key == key)
+            {
+                apply_one(&mut config, setting, value, flag.to_owned(), &mut problems);
             }
         }
 
@@ -473,6 +488,7 @@ mod tests {
             "VOXGATE_WS_PING_INTERVAL",
             "VOXGATE_WS_IDLE_TIMEOUT",
             "VOXGATE_DRAIN_TIMEOUT",
+            "VOXGATE_RECORDINGS_DIR",
         ] {
             assert!(names.iter().any(|n| n == expected), "{expected} missing");
         }
@@ -486,8 +502,10 @@ mod tests {
             ("VOXGATE_DRAIN_TIMEOUT", "0s"),
             ("VOXGATE_PUBLIC_URL", "https://voice.example.com/vg/"),
             ("VOXGATE_DATABASE_URL", "postgres://db/x"),
+            ("VOXGATE_RECORDINGS_DIR", "/var/lib/voxgate/rec"),
         ])
         .expect("valid");
+        assert_eq!(config.recordings_dir, PathBuf::from("/var/lib/voxgate/rec"));
         assert_eq!(
             config.ws.heartbeat.ping_interval,
             Duration::from_millis(300)
@@ -538,7 +556,8 @@ mod tests {
         std::fs::write(
             &path,
             "public_url = \"http://a.test\"\n[server]\nlisten = \"127.0.0.1:1\"\n\
-             [ws]\nmax_message_bytes = 4096\n[database]\nurl = \"file.db\"\n",
+             [ws]\nmax_message_bytes = 4096\n[database]\nurl = \"file.db\"\n\
+             [recordings]\ndir = \"rec\"\n",
         )
         .expect("write");
         let env = |name: &str| (name == "VOXGATE_SERVER_LISTEN").then(|| "127.0.0.1:2".to_owned());
@@ -550,6 +569,7 @@ mod tests {
         assert_eq!(config.listen.port(), 2);
         assert_eq!(config.ws.max_message_bytes, 4096);
         assert_eq!(config.database_url, "flag.db");
+        assert_eq!(config.recordings_dir, PathBuf::from("rec"));
         assert_eq!(
             config.public_url.map(|u| u.ws_url("/stream")).as_deref(),
             Some("ws://a.test/stream")

@@ -1,20 +1,24 @@
 //! Plain HTTP routes: TwiML, health, metrics and the calls API. Errors are
-//! mapped to responses in one place, [`ApiError`].
+//! mapped to responses in one place, [`ApiError`], for these routes and for
+//! the personas API in [`crate::personas`].
 
 use std::collections::HashMap;
 
 use axum::Form;
 use axum::Json;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use voxgate_core::ids::CallSid;
 use voxgate_core::phone;
-use voxgate_store::{CallRecord, StoreError};
+use voxgate_store::{CallRecord, StoreError, TranscriptTurn};
 
+use crate::agent::AgentState;
 use crate::app::AppState;
 use crate::metrics;
+use crate::recordings;
 
 /// An API failure, rendered as `{"error": {"code", "message"}}`.
 #[derive(Debug, thiserror::Error)]
@@ -23,11 +27,26 @@ pub enum ApiError {
     /// The client asked for something malformed.
     #[error("{0}")]
     BadRequest(String),
+    /// The JSON body could not be read: not JSON, no JSON content type, or
+    /// too large. Answered with the rejection's own status, in our shape
+    /// rather than axum's plain text.
+    #[error("{}", .0.body_text())]
+    Body(#[from] JsonRejection),
     /// No such resource.
     #[error("{0}")]
     NotFound(String),
+    /// The resource already exists.
+    #[error("{0}")]
+    Conflict(String),
+    /// A well-formed persona whose values are unacceptable; one message per
+    /// problem.
+    #[error("the persona is invalid: {}", .problems.join("; "))]
+    InvalidPersona {
+        /// What is wrong, one message each.
+        problems: Vec<String>,
+    },
     /// The record store could not answer.
-    #[error("the call store is unavailable")]
+    #[error("the store is unavailable")]
     Store(#[from] StoreError),
 }
 
@@ -35,14 +54,30 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::Body(rejection) => {
+                let status = rejection.status();
+                let code = match status {
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+                    StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+                    _ => "bad_request",
+                };
+                (status, code)
+            }
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::InvalidPersona { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_persona")
+            }
             ApiError::Store(e) => {
                 tracing::error!(error = %e, "store query failed");
                 (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
             }
         };
-        let body = serde_json::json!({"error": {"code": code, "message": self.to_string()}});
-        (status, Json(body)).into_response()
+        let mut error = serde_json::json!({"code": code, "message": self.to_string()});
+        if let ApiError::InvalidPersona { problems } = &self {
+            error["problems"] = serde_json::json!(problems);
+        }
+        (status, Json(serde_json::json!({ "error": error }))).into_response()
     }
 }
 
@@ -62,7 +97,7 @@ pub struct TwimlQuery {
 }
 
 /// The persona used when the webhook names none.
-pub const DEFAULT_PERSONA: &str = "default";
+pub use voxgate_core::persona::DEFAULT_PERSONA;
 
 /// `POST /twiml`: connects the call to `/stream`, passing caller, callee
 /// and persona as stream parameters (Twilio drops query strings on stream URLs).
@@ -134,18 +169,30 @@ pub async fn healthz() -> &'static str {
 struct Readiness {
     ready: bool,
     draining: bool,
+    /// `off`, `loading`, `ready` or `failed`.
+    agent: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agent_error: Option<String>,
     active_calls: usize,
 }
 
-/// `GET /readyz`: 200 while the server takes calls; 503 once it drains.
+/// `GET /readyz`: 200 while the server takes calls; 503 while the agent's
+/// models load (or failed to) and once it drains.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let draining = state.lifecycle.draining.is_cancelled();
+    let agent = state.agent.borrow().clone();
+    let ready = !draining && agent.takes_calls();
     let body = Readiness {
-        ready: !draining,
+        ready,
         draining,
+        agent: agent.as_str(),
+        agent_error: match agent {
+            AgentState::Failed(reason) => Some(reason),
+            _ => None,
+        },
         active_calls: state.registry.len(),
     };
-    let status = if draining {
+    let status = if !ready {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK
@@ -223,19 +270,43 @@ pub async fn list_calls(
     ))
 }
 
-/// `GET /api/calls/{call_sid}`.
+/// One call as `GET /api/calls/{call_sid}` shows it: the record, its
+/// transcript, and where to fetch its recording.
+#[derive(Debug, Serialize)]
+pub struct CallDetail {
+    #[serde(flatten)]
+    call: CallView,
+    /// Every stored turn, in order.
+    transcript: Vec<TranscriptTurn>,
+    /// Set only when the recording file is there to be served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recording_url: Option<String>,
+}
+
+/// `GET /api/calls/{call_sid}`: the record, transcript and recording URL.
 pub async fn get_call(
     State(state): State<AppState>,
     Path(call_sid): Path<String>,
-) -> Result<Json<CallView>, ApiError> {
+) -> Result<Json<CallDetail>, ApiError> {
     let id = CallSid::new(call_sid.clone())
         .map_err(|e| ApiError::BadRequest(format!("bad call id: {e}")))?;
-    state
+    let record = state
         .store
         .get_call(&id)
         .await?
-        .map(|record| Json(CallView::from(record)))
-        .ok_or_else(|| ApiError::NotFound(format!("no call {call_sid}")))
+        .ok_or_else(|| ApiError::NotFound(format!("no call {call_sid}")))?;
+    let transcript = state.store.transcript(&id).await?;
+    let recording_url = match &record.recording_path {
+        Some(stored) => recordings::resolve(&state.config.recordings_dir, stored)
+            .await
+            .map(|_| recordings::url(&id)),
+        None => None,
+    };
+    Ok(Json(CallDetail {
+        call: CallView::from(record),
+        transcript,
+        recording_url,
+    }))
 }
 
 /// Everything else: 404, and WebSocket upgrades to unknown paths are

@@ -2,19 +2,23 @@
 //!
 //! One axum listener serves carriers (`/stream`), browsers
 //! (`/browser-stream`), monitors (`/events`), TwiML, health, metrics and the
-//! calls API. Every connection is a task on one [`TaskTracker`] under one
-//! root [`CancellationToken`]; each call has a child token, so ending a call
-//! ends everything it started, and stopping the server ends every call.
+//! calls and personas APIs. Every connection is a task on one
+//! [`TaskTracker`] under one root [`CancellationToken`]; each call has a
+//! child token, so ending a call ends everything it started, and stopping
+//! the server ends every call.
 //!
 //! [`TaskTracker`]: tokio_util::task::TaskTracker
 //! [`CancellationToken`]: tokio_util::sync::CancellationToken
 
+pub mod agent;
 pub mod app;
 pub mod bus;
 pub mod call;
 pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod personas;
+pub mod recordings;
 pub mod registry;
 pub mod sessions;
 pub mod ws;
@@ -31,6 +35,7 @@ use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 use voxgate_store::{RecordWriter, Store, StoreError};
 
+use crate::agent::AgentState;
 use crate::app::{AppState, Lifecycle, Shared};
 use crate::bus::EventBus;
 use crate::config::Config;
@@ -91,6 +96,7 @@ impl Server {
             lifecycle: Lifecycle::default(),
             call_slots: Arc::new(Semaphore::new(config.max_concurrent_calls)),
             open_connections: Arc::new(AtomicUsize::new(0)),
+            agent: tokio::sync::watch::Sender::new(AgentState::Off),
             prometheus,
             records,
             store,
@@ -187,6 +193,13 @@ impl ServerHandle {
     pub fn stop(&self) {
         self.state.lifecycle.draining.cancel();
         self.state.lifecycle.root.cancel();
+    }
+
+    /// Sets whether new calls get an agent (the binary loads the models
+    /// after the listener is up, so `/readyz` can say it is loading).
+    pub fn set_agent(&self, agent: AgentState) {
+        tracing::info!(agent = agent.as_str(), "agent state");
+        self.state.agent.send_replace(agent);
     }
 
     /// Whether a drain has started.

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use metrics::{counter, describe_counter, describe_gauge, gauge};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge};
 use voxgate_core::call::Disposition;
 
 /// Calls in progress.
@@ -26,6 +26,12 @@ pub const BAD_INPUT: &str = "voxgate_bad_input_total";
 pub const UNKNOWN_EVENTS: &str = "voxgate_carrier_unknown_events_total";
 /// Events dropped for slow monitors.
 pub const EVENTS_DROPPED: &str = "voxgate_monitor_events_dropped_total";
+/// Caller audio or marks dropped because a call's agent was not keeping up.
+pub const AGENT_INPUT_DROPPED: &str = "voxgate_agent_input_dropped_total";
+/// Agent audio dropped because the carrier was not reading.
+pub const PLAYBACK_DROPPED: &str = "voxgate_playback_dropped_total";
+/// Seconds from the caller stopping to each stage of the reply, by stage.
+pub const TURN_STAGE_SECONDS: &str = "voxgate_turn_stage_seconds";
 
 /// Registers help texts, and zeroes every call counter so dashboards see
 /// each disposition from the start.
@@ -48,6 +54,19 @@ pub fn describe() {
     );
     describe_counter!(UNKNOWN_EVENTS, "Carrier events of unknown type");
     describe_counter!(EVENTS_DROPPED, "Call events dropped for slow monitors");
+    describe_counter!(
+        AGENT_INPUT_DROPPED,
+        "Caller audio or marks dropped because the agent was not keeping up"
+    );
+    describe_counter!(
+        PLAYBACK_DROPPED,
+        "Agent audio dropped because the carrier was not reading"
+    );
+    describe_histogram!(
+        TURN_STAGE_SECONDS,
+        metrics::Unit::Seconds,
+        "Seconds from the caller stopping to each stage of the reply"
+    );
     for disposition in Disposition::ALL {
         counter!(CALLS, "disposition" => disposition.as_str()).absolute(0);
     }

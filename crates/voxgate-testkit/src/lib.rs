@@ -5,6 +5,9 @@
 
 use std::time::Duration;
 
+mod live;
+pub use live::{CallAudio, FRAME_SAMPLES, Heard, LiveCaller, LiveCallerOptions};
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use futures_util::{SinkExt, StreamExt};

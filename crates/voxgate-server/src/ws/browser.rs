@@ -2,18 +2,22 @@
 //! frames; control is JSON text (`start`, `config`, `hangup`, `ping`). The
 //! browser gets its own call's events directly.
 
+use axum::extract::ws::Message;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::sleep_until;
 use tracing::Instrument;
+use voxgate_core::audio::SampleRate;
+use voxgate_core::audio::pcm::{pcm16le_decode_into, pcm16le_encode_into};
 use voxgate_core::call::Disposition;
 use voxgate_core::events::{BrowserRequest, Carrier, ErrorCode, ProtocolError, ServerMessage};
 use voxgate_core::ids::CallSid;
 
-use super::call_socket::{CallEnd, end_call, next_command};
+use super::call_socket::{CallEnd, end_call, next_input};
 use super::{Connection, Frame, ReadEnd, WsSocket, close_code, new_session_id};
+use crate::agent::AgentAction;
 use crate::app::AppState;
-use crate::call::{CallStart, LiveCall};
-use crate::metrics::Endpoint;
+use crate::call::{CallInput, CallStart, LiveCall};
+use crate::metrics::{Endpoint, PLAYBACK_DROPPED};
 use crate::registry::CallCommand;
 
 /// Serves one browser call until it hangs up, drops, or the server stops.
@@ -45,11 +49,16 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
         tokio::select! {
             biased;
             () = token.cancelled() => break CallEnd::shutdown(),
-            Some(command) = next_command(&mut call) => match command {
-                CallCommand::Hangup => break CallEnd::hangup(),
-                CallCommand::Config(update) => {
+            Some(input) = next_input(&mut call) => match input {
+                CallInput::Command(CallCommand::Hangup) => break CallEnd::hangup(),
+                CallInput::Command(CallCommand::Config(update)) => {
                     if let Some(call) = call.as_mut() {
                         call.apply_config(update);
+                    }
+                }
+                CallInput::Agent(action) => {
+                    if let Some(end) = carry_out(&conn, action) {
+                        break end;
                     }
                 }
             },
@@ -80,6 +89,7 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
                                 from: None,
                                 to: None,
                                 config,
+                                audio_rate: SampleRate::HZ_16000,
                             };
                             match LiveCall::begin(&state, permit, begin, &token) {
                                 Ok(live) => {
@@ -100,6 +110,11 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
                                 ));
                             }
                         },
+                        BrowserRequest::Mark { name } => {
+                            if let Some(agent) = call.as_ref().and_then(LiveCall::agent) {
+                                agent.mark_played(name);
+                            }
+                        }
                         BrowserRequest::Hangup => break CallEnd::Close {
                             code: close_code::NORMAL,
                             reason: "hangup",
@@ -125,8 +140,14 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
                             format!("{} bytes is not whole PCM16 samples", audio.len()),
                         ));
                     } else {
-                        // Audio reaches the conversation engine once it exists.
                         audio_bytes += audio.len() as u64;
+                        if let Some(agent) = call.as_ref().and_then(LiveCall::agent) {
+                            let mut samples = Vec::with_capacity(audio.len() / 2);
+                            match pcm16le_decode_into(&audio, &mut samples) {
+                                Ok(()) => agent.caller_audio(samples),
+                                Err(e) => tracing::warn!(error = %e, "undecodable browser audio"),
+                            }
+                        }
                     }
                 }
                 Frame::Nothing => {}
@@ -138,4 +159,32 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
 
     tracing::debug!(audio_bytes, "browser stream ended");
     end_call(conn, call, outcome, true).await;
+}
+
+/// Sends the browser what the agent asks; the call's end when it hangs up.
+fn carry_out<S: WsSocket>(conn: &Connection<S>, action: AgentAction) -> Option<CallEnd> {
+    match action {
+        AgentAction::Play { samples, mark } => {
+            let mut pcm = Vec::with_capacity(samples.len() * 2);
+            pcm16le_encode_into(&samples, &mut pcm);
+            let mark = ServerMessage::Mark { name: mark }.to_json();
+            for message in [Message::Binary(pcm.into()), Message::Text(mark.into())] {
+                if conn.out.playback(message).is_err() {
+                    metrics::counter!(PLAYBACK_DROPPED).increment(1);
+                }
+            }
+            None
+        }
+        AgentAction::Clear => {
+            let clear = ServerMessage::Clear.to_json();
+            conn.out
+                .clear_playback(Message::Text(clear.into()))
+                .err()
+                .map(|_| CallEnd::Read(ReadEnd::Stalled))
+        }
+        AgentAction::HangUp {
+            disposition,
+            reason,
+        } => Some(CallEnd::agent_hangup(disposition, reason)),
+    }
 }

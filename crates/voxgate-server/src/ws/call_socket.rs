@@ -4,8 +4,7 @@
 use voxgate_core::call::Disposition;
 
 use super::{Connection, ReadEnd, WsSocket, close_code};
-use crate::call::LiveCall;
-use crate::registry::CallCommand;
+use crate::call::{CallInput, LiveCall};
 
 /// How a call connection ends.
 pub(super) enum CallEnd {
@@ -106,10 +105,23 @@ pub(super) async fn end_call<S: WsSocket>(
     }
 }
 
-/// The next command for the call, or never when there is no call yet.
-pub(super) async fn next_command(call: &mut Option<LiveCall>) -> Option<CallCommand> {
+impl CallEnd {
+    /// The agent ended the call (silence after reprompts, provider failure).
+    pub(super) fn agent_hangup(disposition: Disposition, detail: String) -> Self {
+        CallEnd::Close {
+            code: close_code::NORMAL,
+            reason: "agent hung up",
+            metric: "agent_hangup",
+            disposition,
+            detail,
+        }
+    }
+}
+
+/// The next input for the call, or never when there is no call yet.
+pub(super) async fn next_input(call: &mut Option<LiveCall>) -> Option<CallInput> {
     match call {
-        Some(call) => call.next_command().await,
+        Some(call) => call.next_input().await,
         None => std::future::pending().await,
     }
 }

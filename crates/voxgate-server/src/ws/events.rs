@@ -6,14 +6,18 @@ use std::sync::Arc;
 
 use axum::extract::ws::Message;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use voxgate_core::engine::ChatMessage;
 use voxgate_core::events::{
     CallEvent, ErrorCode, JobConfig, MonitorRequest, ProtocolError, ServerMessage,
 };
 use voxgate_core::ids::{CallSid, SessionId};
 
 use super::{Connection, Frame, ReadEnd, WsSocket, close_code, new_session_id};
+use crate::agent::{AgentState, CHAT_HISTORY, ChatAnswer, chat_turn};
 use crate::app::AppState;
 use crate::bus::PublishedEvent;
 use crate::metrics::Endpoint;
@@ -25,7 +29,22 @@ struct Monitor {
     state: AppState,
     session_id: SessionId,
     session: SessionState,
+    /// The text conversation with the agent on this connection.
+    chat_history: Vec<ChatMessage>,
+    /// Answers of chat turns in progress come back here.
+    chats: mpsc::Sender<ChatDone>,
+    /// Cancelled with the connection: chat turns in progress stop.
+    token: CancellationToken,
 }
+
+/// A finished chat turn.
+struct ChatDone {
+    id: Option<String>,
+    answer: Result<ChatAnswer, String>,
+}
+
+/// Chat turns one connection may have in progress.
+const CHATS_IN_FLIGHT: usize = 4;
 
 /// Serves one monitor connection until it closes or the server stops.
 pub async fn run<S: WsSocket>(socket: S, state: AppState) {
@@ -38,10 +57,14 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, session_id: SessionId) {
     let mut conn = Connection::open(socket, &state, Endpoint::Events);
     let mut bus = state.bus.subscribe();
     let token = state.lifecycle.root.child_token();
+    let (chats, mut chat_answers) = mpsc::channel(CHATS_IN_FLIGHT);
     let mut monitor = Monitor {
         state: state.clone(),
         session_id,
         session: SessionState::default(),
+        chat_history: Vec::new(),
+        chats,
+        token: token.clone(),
     };
     let mut ended = conn.greet(monitor.session_id.clone());
 
@@ -68,6 +91,7 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, session_id: SessionId) {
                     Frame::Ended(end) => Some(end),
                 };
             }
+            Some(done) = chat_answers.recv() => ended = monitor.chat_answered(&conn, done),
             received = bus.recv() => match received {
                 Ok(event) => monitor.forward(&mut conn, &event),
                 Err(RecvError::Lagged(n)) => conn.out.lost(n),
@@ -76,6 +100,7 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, session_id: SessionId) {
             () = sleep_until(deadline) => ended = conn.tick(),
         }
     }
+    token.cancel();
     park(&monitor);
     if let Some(end) = ended {
         tracing::debug!(reason = end.as_str(), "monitor connection ended");
@@ -146,6 +171,12 @@ impl Monitor {
                 Ok(()) => return None,
                 Err(e) => return conn.refuse(&e),
             },
+            MonitorRequest::Chat { text, persona, id } => {
+                return match self.start_chat(text, persona, id) {
+                    Ok(()) => None,
+                    Err(e) => conn.refuse(&e),
+                };
+            }
             _ => {
                 let e =
                     ProtocolError::new(ErrorCode::UnknownType, "request not handled on /events");
@@ -153,6 +184,71 @@ impl Monitor {
             }
         };
         conn.send(&answer)
+    }
+
+    /// Starts a text turn; its answer arrives through `chats`.
+    fn start_chat(
+        &self,
+        text: String,
+        persona: Option<String>,
+        id: Option<String>,
+    ) -> Result<(), ProtocolError> {
+        let AgentState::Ready(providers) = self.state.agent.borrow().clone() else {
+            return Err(ProtocolError::new(
+                ErrorCode::AgentUnavailable,
+                "the agent is not loaded on this server",
+            ));
+        };
+        let Ok(slot) = self.chats.clone().try_reserve_owned() else {
+            return Err(ProtocolError::new(
+                ErrorCode::InvalidField,
+                format!("at most {CHATS_IN_FLIGHT} chat turns at a time"),
+            ));
+        };
+        let mut job = self.session.held_config.clone().unwrap_or_default();
+        if persona.is_some() {
+            job.persona = persona;
+        }
+        let history = self.chat_history.clone();
+        let store = self.state.store.clone();
+        let token = self.token.clone();
+        self.state.lifecycle.tracker.spawn(
+            async move {
+                let turn = chat_turn(&providers, &store, &job, history, text);
+                tokio::select! {
+                    () = token.cancelled() => {}
+                    answer = turn => {
+                        slot.send(ChatDone { id, answer: answer.map_err(|e| e.to_string()) });
+                    }
+                }
+            }
+            .in_current_span(),
+        );
+        Ok(())
+    }
+
+    fn chat_answered<S: WsSocket>(
+        &mut self,
+        conn: &Connection<S>,
+        done: ChatDone,
+    ) -> Option<ReadEnd> {
+        match done.answer {
+            Ok(answer) => {
+                let text = answer.exchange[1].content.clone();
+                self.chat_history.extend(answer.exchange);
+                let excess = self.chat_history.len().saturating_sub(CHAT_HISTORY);
+                self.chat_history.drain(..excess);
+                conn.send(&ServerMessage::ChatResponse {
+                    id: done.id,
+                    persona: answer.persona,
+                    text,
+                })
+            }
+            Err(reason) => {
+                tracing::warn!(error = reason, "chat turn failed");
+                conn.refuse(&ProtocolError::new(ErrorCode::AgentFailed, reason))
+            }
+        }
     }
 
     fn resume(&mut self, wanted: Option<SessionId>) -> ServerMessage {
@@ -209,20 +305,20 @@ impl Monitor {
             return;
         }
         conn.out.bulk(Message::Text(published.json.clone().into()));
-        if let CallEvent::Started { call_id, .. } = &published.event {
-            if let Some(config) = self.session.held_config.take() {
-                let answer = match self.command(call_id, CallCommand::Config(config.clone())) {
-                    Ok(()) => ServerMessage::ConfigApplied {
-                        call_id: call_id.clone(),
-                    },
-                    Err(e) => {
-                        // The call ended already; keep the config for the next one.
-                        self.session.held_config = Some(config);
-                        e.to_message()
-                    }
-                };
-                conn.out.bulk(Message::Text(answer.to_json().into()));
-            }
+        if let CallEvent::Started { call_id, .. } = &published.event
+            && let Some(config) = self.session.held_config.take()
+        {
+            let answer = match self.command(call_id, CallCommand::Config(config.clone())) {
+                Ok(()) => ServerMessage::ConfigApplied {
+                    call_id: call_id.clone(),
+                },
+                Err(e) => {
+                    // The call ended already; keep the config for the next one.
+                    self.session.held_config = Some(config);
+                    e.to_message()
+                }
+            };
+            conn.out.bulk(Message::Text(answer.to_json().into()));
         }
     }
 }

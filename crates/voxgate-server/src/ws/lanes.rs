@@ -1,8 +1,15 @@
-//! Two outbound lanes per connection. Control (pong, errors, pings, close)
-//! never waits behind bulk (events, media): the writer always drains control
-//! first, and both queues are bounded. A full bulk lane drops and counts; the
-//! client is told with `lagged` as soon as there is room again.
+//! Two outbound lanes per connection. Control (pong, errors, pings, clear,
+//! close) never waits behind bulk (events, media): the writer always drains
+//! control first, and both queues are bounded. A full bulk lane drops and
+//! counts; a monitor is told with `lagged` as soon as there is room again.
+//!
+//! Call audio goes on the bulk lane tagged with a playback generation; a
+//! `clear` on the control lane starts a new generation, and the writer drops
+//! audio of older generations still queued, so nothing queued before a
+//! barge-in is played after it.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::ws::Message;
@@ -21,11 +28,26 @@ const CONTROL_QUEUE: usize = 32;
 #[error("the peer is not reading")]
 pub struct Stalled;
 
+/// What the bulk lane carries.
+#[derive(Debug)]
+enum Bulk {
+    /// Monitor events and other traffic that may be dropped.
+    Message(Message),
+    /// Call audio or its marks, of one playback generation.
+    Playback { generation: u64, message: Message },
+}
+
+/// The call's audio could not be queued: the peer is not reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the playback queue is full")]
+pub struct PlaybackFull;
+
 /// The sending half of a connection's two lanes.
 #[derive(Debug)]
 pub struct Outbound {
     control: mpsc::Sender<Message>,
-    bulk: mpsc::Sender<Message>,
+    bulk: mpsc::Sender<Bulk>,
+    generation: Arc<AtomicU64>,
     missed: u64,
     endpoint: Endpoint,
 }
@@ -50,7 +72,7 @@ impl Outbound {
             };
             if self
                 .bulk
-                .try_send(Message::Text(notice.to_json().into()))
+                .try_send(Bulk::Message(Message::Text(notice.to_json().into())))
                 .is_err()
             {
                 self.lost(1);
@@ -58,9 +80,26 @@ impl Outbound {
             }
             self.missed = 0;
         }
-        if self.bulk.try_send(message).is_err() {
+        if self.bulk.try_send(Bulk::Message(message)).is_err() {
             self.lost(1);
         }
+    }
+
+    /// Queues call audio or a playback mark, in order, behind earlier audio.
+    pub fn playback(&self, message: Message) -> Result<(), PlaybackFull> {
+        let generation = self.generation.load(Ordering::Acquire);
+        self.bulk
+            .try_send(Bulk::Playback {
+                generation,
+                message,
+            })
+            .map_err(|_| PlaybackFull)
+    }
+
+    /// Sends `clear` ahead of everything and drops the audio still queued.
+    pub fn clear_playback(&self, clear: Message) -> Result<(), Stalled> {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.control(clear)
     }
 
     /// Records `n` messages this client will never get (also used when the
@@ -78,7 +117,9 @@ impl Outbound {
             code,
             reason: reason.into(),
         }));
-        if let Err(mpsc::error::TrySendError::Full(frame)) = self.bulk.try_send(frame) {
+        if let Err(mpsc::error::TrySendError::Full(Bulk::Message(frame))) =
+            self.bulk.try_send(Bulk::Message(frame))
+        {
             let _ = self.control.try_send(frame);
         }
     }
@@ -99,12 +140,22 @@ where
 {
     let (control_tx, mut control_rx) = mpsc::channel(CONTROL_QUEUE);
     let (bulk_tx, mut bulk_rx) = mpsc::channel(bulk_capacity.max(1));
+    let generation = Arc::new(AtomicU64::new(0));
+    let current = Arc::clone(&generation);
     let writer = async move {
         loop {
             let message = tokio::select! {
                 biased;
                 Some(m) = control_rx.recv() => m,
-                Some(m) = bulk_rx.recv() => m,
+                Some(bulk) = bulk_rx.recv() => match bulk {
+                    Bulk::Message(m) => m,
+                    Bulk::Playback { generation, message } => {
+                        if generation < current.load(Ordering::Acquire) {
+                            continue;
+                        }
+                        message
+                    }
+                },
                 else => break,
             };
             let closing = matches!(message, Message::Close(_));
@@ -118,6 +169,7 @@ where
     let outbound = Outbound {
         control: control_tx,
         bulk: bulk_tx,
+        generation,
         missed: 0,
         endpoint,
     };
@@ -202,6 +254,24 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert!(writer.is_finished());
         drop(out);
+    }
+
+    #[tokio::test]
+    async fn clear_drops_the_audio_queued_before_it() {
+        let (sink, mut peer) = channel_sink(16);
+        let (out, writer) = lanes(sink, Endpoint::Stream, 8, Duration::from_secs(5));
+        out.playback(Message::Text("audio 1".into())).expect("room");
+        out.playback(Message::Text("mark 1".into())).expect("room");
+        out.clear_playback(Message::Text("clear".into()))
+            .expect("room");
+        out.playback(Message::Text("audio 2".into())).expect("room");
+        drop(out);
+        writer.await;
+        let mut seen = Vec::new();
+        while let Some(m) = peer.recv().await {
+            seen.push(text(&m));
+        }
+        assert_eq!(seen, ["clear", "audio 2"]);
     }
 
     #[tokio::test]

@@ -306,6 +306,8 @@ pub enum Refusal {
     Draining,
     /// Every call slot is taken.
     AtCapacity,
+    /// The agent's models are not loaded (yet).
+    NotReady,
 }
 
 impl IntoResponse for Refusal {
@@ -313,6 +315,7 @@ impl IntoResponse for Refusal {
         let message = match self {
             Refusal::Draining => "draining: not taking new calls",
             Refusal::AtCapacity => "at capacity: not taking new calls",
+            Refusal::NotReady => "not ready: the agent's models are not loaded",
         };
         (StatusCode::SERVICE_UNAVAILABLE, message).into_response()
     }
@@ -323,6 +326,10 @@ fn admit_call(state: &AppState, endpoint: Endpoint) -> Result<OwnedSemaphorePerm
     if state.lifecycle.draining.is_cancelled() {
         metrics::refused(endpoint.as_str(), "draining");
         return Err(Refusal::Draining);
+    }
+    if !state.agent.borrow().takes_calls() {
+        metrics::refused(endpoint.as_str(), "not_ready");
+        return Err(Refusal::NotReady);
     }
     state.call_slots.clone().try_acquire_owned().map_err(|_| {
         metrics::refused(endpoint.as_str(), "capacity");

@@ -2,18 +2,25 @@
 //! this task feeds it frames, turns `start` into a live call, obeys call
 //! commands, and ends the call with the disposition the socket's end implies.
 
+use axum::extract::ws::Message;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::sleep_until;
 use tracing::Instrument;
+use voxgate_core::audio::SampleRate;
+use voxgate_core::audio::g711::{
+    alaw_decode_into, alaw_encode_into, ulaw_decode_into, ulaw_encode_into,
+};
 use voxgate_core::call::Disposition;
 use voxgate_core::events::{Carrier, JobConfig};
-use voxgate_core::twilio::{StreamInput, TwilioStream};
+use voxgate_core::ids::StreamSid;
+use voxgate_core::twilio::{Outbound, StreamInput, Track, TwilioStream};
 
-use super::call_socket::{CallEnd, end_call, next_command};
-use super::{Connection, Frame, WsSocket, close_code};
+use super::call_socket::{CallEnd, end_call, next_input};
+use super::{Connection, Frame, ReadEnd, WsSocket, close_code};
+use crate::agent::AgentAction;
 use crate::app::AppState;
-use crate::call::{CallStart, LiveCall};
-use crate::metrics::{Endpoint, UNKNOWN_EVENTS};
+use crate::call::{CallInput, CallStart, LiveCall};
+use crate::metrics::{Endpoint, PLAYBACK_DROPPED, UNKNOWN_EVENTS};
 use crate::registry::CallCommand;
 
 /// Serves one carrier media stream until it stops, drops, or the server stops.
@@ -28,17 +35,23 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
     let mut codec = TwilioStream::new();
     let mut slot = Some(slot);
     let mut call: Option<LiveCall> = None;
+    let mut law = G711::Mulaw;
 
     let outcome = loop {
         let deadline = conn.deadline();
         tokio::select! {
             biased;
             () = token.cancelled() => break CallEnd::shutdown(),
-            Some(command) = next_command(&mut call) => match command {
-                CallCommand::Hangup => break CallEnd::hangup(),
-                CallCommand::Config(update) => {
+            Some(input) = next_input(&mut call) => match input {
+                CallInput::Command(CallCommand::Hangup) => break CallEnd::hangup(),
+                CallInput::Command(CallCommand::Config(update)) => {
                     if let Some(call) = call.as_mut() {
                         call.apply_config(update);
+                    }
+                }
+                CallInput::Agent(action) => {
+                    if let Some(end) = carry_out(&conn, codec.stream_sid(), law, action) {
+                        break end;
                     }
                 }
             },
@@ -46,6 +59,23 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
                 Frame::Text(text) => match codec.handle_text(&text) {
                     Ok(StreamInput::Started(start)) => {
                         let Some(permit) = slot.take() else { continue };
+                        let format = &start.media_format;
+                        let (Some(format_law), Ok(audio_rate)) =
+                            (G711::from_encoding(&format.encoding), SampleRate::new(format.sample_rate))
+                        else {
+                            conn.bad_input("media_format");
+                            break CallEnd::Close {
+                                code: close_code::UNSUPPORTED_DATA,
+                                reason: "unsupported media format",
+                                metric: "bad_input",
+                                disposition: Disposition::Error,
+                                detail: format!(
+                                    "unsupported media format {} at {} Hz",
+                                    format.encoding, format.sample_rate
+                                ),
+                            };
+                        };
+                        law = format_law;
                         let begin = CallStart {
                             call_id: start.call_sid.clone(),
                             carrier: Carrier::Twilio,
@@ -56,6 +86,7 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
                                 persona: start.persona().map(str::to_owned),
                                 ..JobConfig::default()
                             },
+                            audio_rate,
                         };
                         tracing::Span::current().record("call_id", start.call_sid.as_str());
                         match LiveCall::begin(&state, permit, begin, &token) {
@@ -83,9 +114,22 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
                         metrics::counter!(UNKNOWN_EVENTS, "carrier" => "twilio").increment(1);
                         tracing::warn!(event, "ignoring unknown carrier event");
                     }
-                    // Audio, marks and digits reach the conversation engine
-                    // once it exists; the codec counts frames and bytes.
-                    Ok(_) => {}
+                    Ok(StreamInput::Audio(media)) => {
+                        if let Some(agent) = call.as_ref().and_then(LiveCall::agent)
+                            && media.track == Track::Inbound
+                        {
+                            let mut samples = Vec::with_capacity(media.payload.len());
+                            law.decode(&media.payload, &mut samples);
+                            agent.caller_audio(samples);
+                        }
+                    }
+                    Ok(StreamInput::MarkPlayed(mark)) => {
+                        if let Some(agent) = call.as_ref().and_then(LiveCall::agent) {
+                            agent.mark_played(mark.name);
+                        }
+                    }
+                    Ok(StreamInput::Dtmf(dtmf)) => tracing::debug!(digit = dtmf.digit, "dtmf"),
+                    Ok(StreamInput::Connected) => {}
                     Err(e) => {
                         conn.bad_input(e.kind());
                         tracing::warn!(error = %e, "bad frame from carrier");
@@ -130,4 +174,81 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
         "stream ended"
     );
     end_call(conn, call, outcome, false).await;
+}
+
+/// Sends the carrier what the agent asks; the call's end when it hangs up.
+fn carry_out<S: WsSocket>(
+    conn: &Connection<S>,
+    stream_sid: Option<&StreamSid>,
+    law: G711,
+    action: AgentAction,
+) -> Option<CallEnd> {
+    // Agent actions follow `start`, which set the stream id.
+    let stream_sid = stream_sid?;
+    match action {
+        AgentAction::Play { samples, mark } => {
+            let mut payload = Vec::with_capacity(samples.len());
+            law.encode(&samples, &mut payload);
+            let media = Outbound::Media {
+                stream_sid,
+                payload: &payload,
+            };
+            let mark = Outbound::Mark {
+                stream_sid,
+                name: &mark,
+            };
+            for message in [media, mark] {
+                if conn
+                    .out
+                    .playback(Message::Text(message.to_json().into()))
+                    .is_err()
+                {
+                    metrics::counter!(PLAYBACK_DROPPED).increment(1);
+                }
+            }
+            None
+        }
+        AgentAction::Clear => {
+            let clear = Outbound::Clear { stream_sid }.to_json();
+            conn.out
+                .clear_playback(Message::Text(clear.into()))
+                .err()
+                .map(|_| CallEnd::Read(ReadEnd::Stalled))
+        }
+        AgentAction::HangUp {
+            disposition,
+            reason,
+        } => Some(CallEnd::agent_hangup(disposition, reason)),
+    }
+}
+
+/// The G.711 law of a stream's audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum G711 {
+    Mulaw,
+    Alaw,
+}
+
+impl G711 {
+    fn from_encoding(encoding: &str) -> Option<G711> {
+        match encoding {
+            "audio/x-mulaw" => Some(G711::Mulaw),
+            "audio/x-alaw" => Some(G711::Alaw),
+            _ => None,
+        }
+    }
+
+    fn decode(self, bytes: &[u8], out: &mut Vec<i16>) {
+        match self {
+            G711::Mulaw => ulaw_decode_into(bytes, out),
+            G711::Alaw => alaw_decode_into(bytes, out),
+        }
+    }
+
+    fn encode(self, samples: &[i16], out: &mut Vec<u8>) {
+        match self {
+            G711::Mulaw => ulaw_encode_into(samples, out),
+            G711::Alaw => alaw_encode_into(samples, out),
+        }
+    }
 }

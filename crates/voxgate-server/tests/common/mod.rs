@@ -171,6 +171,21 @@ pub fn form_request(addr: SocketAddr, path: &str, form: &str) -> String {
     )
 }
 
+/// A request with a JSON body; an empty `body` sends none (for `GET` and
+/// `DELETE`).
+pub fn json_request(addr: SocketAddr, method: &str, path: &str, body: &str) -> String {
+    let content_type = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/json\r\n"
+    };
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         {content_type}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
 pub async fn http_post_form(addr: SocketAddr, path: &str, form: &str) -> (u16, String) {
     http_request(addr, form_request(addr, path, form)).await
 }

@@ -1,0 +1,597 @@
+//! The agent task of one call: feeds the engine caller audio, VAD scores,
+//! provider results and marks; carries out what the engine asks.
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+use voxgate_core::audio::{Framer, Resampler, SampleRate};
+use voxgate_core::call::Disposition;
+use voxgate_core::engine::{
+    CallEngine, EngineConfig, EngineEvent, HangupReason, INPUT_RATE_HZ, Input, Output, SegmentId,
+    Stage, TurnId, TurnMetrics,
+};
+use voxgate_core::events::{CallEvent, JobConfig};
+use voxgate_core::ids::CallSid;
+use voxgate_providers::VadStream;
+use voxgate_store::Store;
+
+use super::Providers;
+use crate::bus::EventBus;
+use crate::metrics::{AGENT_INPUT_DROPPED, TURN_STAGE_SECONDS};
+use crate::personas::resolve_persona;
+
+/// What the agent asks of the call's socket.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentAction {
+    /// Play `samples` (at the carrier's rate), then send the mark `mark`.
+    Play {
+        /// Audio at the carrier's rate.
+        samples: Vec<i16>,
+        /// The mark to send after it.
+        mark: String,
+    },
+    /// Drop whatever the carrier has queued for playback (barge-in).
+    Clear,
+    /// The agent ends the call.
+    HangUp {
+        /// How the call ended.
+        disposition: Disposition,
+        /// Why, for the record.
+        reason: String,
+    },
+}
+
+/// What the socket tells the agent.
+#[derive(Debug)]
+enum AgentInput {
+    CallerAudio(Vec<i16>),
+    MarkPlayed(String),
+    Configure(JobConfig),
+}
+
+/// The socket's side of a call's agent.
+#[derive(Debug)]
+pub struct AgentHandle {
+    input: mpsc::Sender<AgentInput>,
+    actions: mpsc::Receiver<AgentAction>,
+}
+
+/// Inputs queued for the agent before new ones are dropped (about 10 s of
+/// 20 ms frames: only a stuck agent fills it).
+const INPUT_QUEUE: usize = 512;
+/// Actions queued for the socket.
+const ACTION_QUEUE: usize = 256;
+/// Provider results queued for the engine.
+const RESULT_QUEUE: usize = 256;
+
+impl AgentHandle {
+    /// Hands the agent caller audio at the carrier's rate; never waits.
+    pub fn caller_audio(&self, samples: Vec<i16>) {
+        self.send(AgentInput::CallerAudio(samples));
+    }
+
+    /// The carrier played up to `mark`.
+    pub fn mark_played(&self, mark: String) {
+        self.send(AgentInput::MarkPlayed(mark));
+    }
+
+    /// The call's job configuration changed: the persona it names (and its
+    /// overrides) apply from the next turn.
+    pub fn configure(&self, job: JobConfig) {
+        self.send(AgentInput::Configure(job));
+    }
+
+    fn send(&self, input: AgentInput) {
+        if self.input.try_send(input).is_err() {
+            metrics::counter!(AGENT_INPUT_DROPPED).increment(1);
+        }
+    }
+
+    /// The next action for the socket; `None` once the agent is gone.
+    pub async fn next_action(&mut self) -> Option<AgentAction> {
+        self.actions.recv().await
+    }
+}
+
+/// Everything an agent needs to start.
+#[derive(Debug, Clone)]
+pub struct AgentSpec {
+    /// The call.
+    pub call_id: CallSid,
+    /// The carrier's audio rate, both ways.
+    pub carrier_rate: SampleRate,
+    /// The call's job configuration: which persona, with what overrides.
+    pub job: JobConfig,
+}
+
+/// Starts the agent of a call on `tracker`. It ends when `token` (the
+/// call's) is cancelled or the handle is dropped, and every task it starts
+/// ends with it.
+pub fn spawn_agent(
+    providers: &Providers,
+    spec: AgentSpec,
+    store: Store,
+    bus: EventBus,
+    tracker: &TaskTracker,
+    token: &CancellationToken,
+) -> AgentHandle {
+    let (input_tx, input_rx) = mpsc::channel(INPUT_QUEUE);
+    let (action_tx, action_rx) = mpsc::channel(ACTION_QUEUE);
+    let (result_tx, result_rx) = mpsc::channel(RESULT_QUEUE);
+    let (tts_tx, tts_rx) = mpsc::unbounded_channel();
+    let span = tracing::info_span!("agent", call_id = %spec.call_id);
+    let workers = Workers {
+        providers: providers.clone(),
+        store,
+        tracker: tracker.clone(),
+        token: token.clone(),
+        results: result_tx,
+        tts_jobs: tts_tx,
+        llm_turns: HashMap::new(),
+        tts_turns: HashMap::new(),
+    };
+    tracker.spawn(
+        tts_worker(
+            Arc::clone(&providers.tts),
+            providers.tts_rate(),
+            spec.carrier_rate,
+            tts_rx,
+            workers.results.clone(),
+            token.clone(),
+        )
+        .instrument(span.clone()),
+    );
+    let apology = providers.apology_at(spec.carrier_rate);
+    let vad = providers.vad.stream();
+    let start = async move {
+        let persona = resolve_persona(&workers.store, &spec.job).await;
+        tracing::info!(persona = %persona.name, "agent answering");
+        let agent = Agent {
+            engine: CallEngine::new(
+                EngineConfig {
+                    output_rate_hz: spec.carrier_rate.hz(),
+                    ..EngineConfig::default()
+                },
+                persona.to_engine(),
+            ),
+            apology,
+            vad,
+            upsample: SampleRate::new(INPUT_RATE_HZ)
+                .and_then(|engine_rate| Resampler::new(spec.carrier_rate, engine_rate))
+                .ok(),
+            windows: None,
+            scratch: Vec::new(),
+            call_id: spec.call_id,
+            bus,
+            actions: action_tx,
+            workers,
+        };
+        agent.run(input_rx, result_rx).await;
+    };
+    let call = token.clone();
+    tracker.spawn(
+        async move {
+            tokio::select! {
+                () = call.cancelled() => {}
+                () = start => {}
+            }
+        }
+        .instrument(span),
+    );
+    AgentHandle {
+        input: input_tx,
+        actions: action_rx,
+    }
+}
+
+struct Agent {
+    engine: CallEngine,
+    /// The apology at the carrier's rate.
+    apology: Vec<i16>,
+    vad: Box<dyn VadStream>,
+    /// Carrier rate to 16 kHz; `None` when the carrier rate cannot be
+    /// resampled (then audio is dropped and counted).
+    upsample: Option<Resampler>,
+    /// Cuts 16 kHz audio into VAD windows; made on the first audio.
+    windows: Option<Framer>,
+    scratch: Vec<i16>,
+    call_id: CallSid,
+    bus: EventBus,
+    actions: mpsc::Sender<AgentAction>,
+    workers: Workers,
+}
+
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
+impl Agent {
+    async fn run(
+        mut self,
+        mut inputs: mpsc::Receiver<AgentInput>,
+        mut results: mpsc::Receiver<Input>,
+    ) {
+        let token = self.workers.token.clone();
+        self.engine.handle(now(), Input::Answered);
+        loop {
+            if !self.carry_out().await {
+                break;
+            }
+            let timeout = self.engine.poll_timeout().map(Instant::from_std);
+            tokio::select! {
+                biased;
+                () = token.cancelled() => break,
+                input = inputs.recv() => match input {
+                    Some(input) => self.on_input(input),
+                    None => break,
+                },
+                Some(result) = results.recv() => self.engine.handle(now(), result),
+                () = sleep_until(timeout) => self.engine.handle_timeout(now()),
+            }
+        }
+        // Whatever the turn started stops with the call.
+        token.cancel();
+    }
+
+    fn on_input(&mut self, input: AgentInput) {
+        match input {
+            AgentInput::CallerAudio(samples) => self.caller_audio(&samples),
+            AgentInput::MarkPlayed(name) => self.engine.handle(now(), Input::MarkPlayed { name }),
+            AgentInput::Configure(job) => self.workers.configure(job),
+        }
+    }
+
+    /// Upsamples to 16 kHz and feeds the engine one VAD window at a time:
+    /// the window's audio, then its speech probability.
+    fn caller_audio(&mut self, samples: &[i16]) {
+        let Some(upsample) = self.upsample.as_mut() else {
+            metrics::counter!(AGENT_INPUT_DROPPED).increment(1);
+            return;
+        };
+        self.scratch.clear();
+        upsample.process(samples, &mut self.scratch);
+        let window_len = self.vad.window_samples();
+        let windows = self.windows.get_or_insert_with(|| {
+            Framer::with_frame_len(NonZeroUsize::new(window_len).unwrap_or(NonZeroUsize::MIN))
+        });
+        windows.push(&self.scratch);
+        let at = now();
+        while let Some(window) = windows.pop_frame() {
+            let window = window.to_vec();
+            let input = match self.vad.push(&window) {
+                Ok(probability) => Input::Vad { probability },
+                Err(e) => Input::ProviderFailed {
+                    stage: Stage::Vad,
+                    detail: e.to_string(),
+                },
+            };
+            self.engine.handle(at, Input::CallerAudio(window));
+            self.engine.handle(at, input);
+        }
+    }
+
+    /// Carries out everything the engine asked; false once the socket is gone.
+    async fn carry_out(&mut self) -> bool {
+        while let Some(output) = self.engine.poll_output() {
+            let action = match output {
+                Output::PlayAudio(audio) => AgentAction::Play {
+                    samples: audio.samples,
+                    mark: audio.mark,
+                },
+                Output::PlayApology { mark } => AgentAction::Play {
+                    samples: self.apology.clone(),
+                    mark,
+                },
+                Output::ClearPlayback => AgentAction::Clear,
+                Output::HangUp(reason) => hang_up(reason),
+                Output::Event(event) => {
+                    self.publish(event);
+                    continue;
+                }
+                other => {
+                    self.workers.start(other);
+                    continue;
+                }
+            };
+            if self.actions.send(action).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn publish(&self, event: EngineEvent) {
+        if let EngineEvent::TurnMetrics(metrics) = &event {
+            record_turn_metrics(metrics);
+        }
+        self.bus
+            .publish(CallEvent::from_engine(self.call_id.clone(), event));
+    }
+}
+
+fn hang_up(reason: HangupReason) -> AgentAction {
+    let (disposition, reason) = match reason {
+        HangupReason::CallerSilent => (
+            Disposition::Completed,
+            "the caller stayed silent through every reprompt".to_owned(),
+        ),
+        HangupReason::ProviderFailed { stage, detail } => (
+            Disposition::Error,
+            format!("{} failed: {detail}", stage.as_str()),
+        ),
+    };
+    AgentAction::HangUp {
+        disposition,
+        reason,
+    }
+}
+
+fn record_turn_metrics(metrics: &TurnMetrics) {
+    let stages = [
+        ("end_of_turn", metrics.end_of_turn_ms),
+        ("stt_final", metrics.stt_final_ms),
+        ("llm_first_token", metrics.llm_first_token_ms),
+        ("tts_first_audio", metrics.tts_first_audio_ms),
+        ("first_audio_sent", metrics.first_audio_sent_ms),
+        ("first_mark", metrics.first_mark_ms),
+    ];
+    for (stage, ms) in stages {
+        if let Some(ms) = ms {
+            metrics::histogram!(TURN_STAGE_SECONDS, "stage" => stage).record(ms as f64 / 1000.0);
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Starts and cancels provider work for the engine; results come back on
+/// `results` as engine inputs.
+struct Workers {
+    providers: Providers,
+    store: Store,
+    tracker: TaskTracker,
+    /// The call's token: every worker ends with the call.
+    token: CancellationToken,
+    results: mpsc::Sender<Input>,
+    tts_jobs: mpsc::UnboundedSender<SpeakJob>,
+    llm_turns: HashMap<TurnId, CancellationToken>,
+    tts_turns: HashMap<TurnId, CancellationToken>,
+}
+
+/// One segment for the TTS worker.
+struct SpeakJob {
+    segment: SegmentId,
+    text: String,
+    /// Cancelled with the segment's turn.
+    token: CancellationToken,
+}
+
+impl Workers {
+    fn start(&mut self, output: Output) {
+        match output {
+            Output::CheckEndOfTurn { turn, audio } => self.check_end_of_turn(turn, audio),
+            Output::Transcribe { turn, audio } => self.transcribe(turn, audio),
+            Output::Prompt { turn, messages } => {
+                let token = self.token.child_token();
+                self.llm_turns.retain(|_, t| !t.is_cancelled());
+                self.llm_turns.insert(turn, token.clone());
+                let rx = self.providers.llm.reply(messages);
+                self.spawn(
+                    token.clone(),
+                    stream_reply(turn, rx, self.results.clone(), token),
+                );
+            }
+            Output::CancelLlm { turn } => {
+                if let Some(token) = self.llm_turns.remove(&turn) {
+                    token.cancel();
+                }
+            }
+            Output::Speak {
+                turn,
+                segment,
+                text,
+            } => {
+                let token = self
+                    .tts_turns
+                    .entry(turn)
+                    .or_insert_with(|| self.token.child_token())
+                    .clone();
+                let _ = self.tts_jobs.send(SpeakJob {
+                    segment,
+                    text,
+                    token,
+                });
+            }
+            Output::CancelTts { turn } => {
+                if let Some(token) = self.tts_turns.remove(&turn) {
+                    token.cancel();
+                }
+            }
+            other => tracing::warn!(?other, "engine output not handled by a worker"),
+        }
+    }
+
+    /// Runs `work` on the tracker until it finishes or `token` is cancelled.
+    fn spawn(&self, token: CancellationToken, work: impl Future<Output = ()> + Send + 'static) {
+        self.tracker.spawn(
+            async move {
+                tokio::select! {
+                    () = token.cancelled() => {}
+                    () = work => {}
+                }
+            }
+            .in_current_span(),
+        );
+    }
+
+    /// Looks the call's persona up again; it applies from the next turn.
+    fn configure(&self, job: JobConfig) {
+        let store = self.store.clone();
+        let results = self.results.clone();
+        self.spawn(self.token.clone(), async move {
+            let persona = resolve_persona(&store, &job).await;
+            tracing::info!(persona = %persona.name, "persona updated");
+            let _ = results
+                .send(Input::Configure(Box::new(persona.to_engine())))
+                .await;
+        });
+    }
+
+    fn check_end_of_turn(&self, turn: TurnId, audio: Vec<i16>) {
+        // Without a model, or when it fails, the silence fallback decides.
+        let Some(model) = self.providers.end_of_turn.clone() else {
+            return;
+        };
+        let results = self.results.clone();
+        self.spawn(self.token.clone(), async move {
+            let verdict = tokio::task::spawn_blocking(move || model.predict(&audio)).await;
+            match verdict {
+                Ok(Ok(probability)) => {
+                    let _ = results.send(Input::EndOfTurn { turn, probability }).await;
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "end-of-turn model failed"),
+                Err(e) => tracing::warn!(error = %e, "end-of-turn task failed"),
+            }
+        });
+    }
+
+    fn transcribe(&self, turn: TurnId, audio: Vec<i16>) {
+        let mut rx = self.providers.stt.transcribe(audio);
+        let results = self.results.clone();
+        self.spawn(self.token.clone(), async move {
+            let input = match rx.recv().await {
+                Some(Ok(text)) => Input::SttFinal { turn, text },
+                Some(Err(e)) => failed(Stage::Stt, &e),
+                None => failed(Stage::Stt, &"the transcriber stopped without a result"),
+            };
+            let _ = results.send(input).await;
+        });
+    }
+}
+
+fn failed(stage: Stage, detail: &dyn std::fmt::Display) -> Input {
+    tracing::error!(stage = stage.as_str(), error = %detail, "provider failed");
+    Input::ProviderFailed {
+        stage,
+        detail: detail.to_string(),
+    }
+}
+
+/// Forwards a reply's pieces to the engine; dropping `rx` (on cancel) stops
+/// generation.
+async fn stream_reply(
+    turn: TurnId,
+    mut rx: mpsc::Receiver<Result<String, voxgate_providers::ProviderError>>,
+    results: mpsc::Sender<Input>,
+    token: CancellationToken,
+) {
+    // Marks the turn's token done so the worker map can forget it.
+    let _done = token.drop_guard();
+    loop {
+        let input = match rx.recv().await {
+            Some(Ok(text)) => Input::LlmToken { turn, text },
+            Some(Err(e)) => {
+                let _ = results.send(failed(Stage::Llm, &e)).await;
+                return;
+            }
+            None => {
+                let _ = results.send(Input::LlmDone { turn }).await;
+                return;
+            }
+        };
+        if results.send(input).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Synthesizes segments one at a time, in order, at the carrier's rate.
+async fn tts_worker(
+    tts: Arc<dyn voxgate_providers::TextToSpeech>,
+    from: SampleRate,
+    to: SampleRate,
+    mut jobs: mpsc::UnboundedReceiver<SpeakJob>,
+    results: mpsc::Sender<Input>,
+    call: CancellationToken,
+) {
+    let Ok(mut resampler) = Resampler::new(from, to) else {
+        let _ = results
+            .send(failed(
+                Stage::Tts,
+                &format!("cannot resample {from} to {to}"),
+            ))
+            .await;
+        return;
+    };
+    loop {
+        let job = tokio::select! {
+            () = call.cancelled() => return,
+            job = jobs.recv() => match job {
+                Some(job) => job,
+                None => return,
+            },
+        };
+        if job.token.is_cancelled() {
+            continue;
+        }
+        let mut chunks = tts.synthesize(job.text);
+        let mut out = Vec::new();
+        loop {
+            let chunk = tokio::select! {
+                () = job.token.cancelled() => break,
+                chunk = chunks.recv() => chunk,
+            };
+            out.clear();
+            let input = match chunk {
+                Some(Ok(samples)) => {
+                    resampler.process(&samples, &mut out);
+                    if out.is_empty() {
+                        continue;
+                    }
+                    Input::TtsAudio {
+                        segment: job.segment,
+                        samples: std::mem::take(&mut out),
+                    }
+                }
+                Some(Err(e)) => {
+                    let _ = results.send(failed(Stage::Tts, &e)).await;
+                    break;
+                }
+                None => {
+                    resampler.flush(&mut out);
+                    if !out.is_empty() {
+                        let audio = Input::TtsAudio {
+                            segment: job.segment,
+                            samples: std::mem::take(&mut out),
+                        };
+                        if results.send(audio).await.is_err() {
+                            return;
+                        }
+                    }
+                    let _ = results
+                        .send(Input::TtsDone {
+                            segment: job.segment,
+                        })
+                        .await;
+                    break;
+                }
+            };
+            if results.send(input).await.is_err() {
+                return;
+            }
+        }
+        // A cancelled segment leaves samples in the filter; start clean.
+        resampler.reset();
+    }
+}

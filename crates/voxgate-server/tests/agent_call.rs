@@ -1,0 +1,465 @@
+//! Calls with an agent, end to end through the server: a real-time Twilio
+//! caller, the engine, and scripted providers whose behaviour each test
+//! sets (an energy VAD, fixed transcripts and replies, a tone voice). The
+//! real local models are exercised by the binary's end-to-end test.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{TestServer, metric};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use voxgate_core::engine::ChatMessage;
+use voxgate_providers::{
+    LanguageModel, ProviderError, SpeechToText, TextToSpeech, VadModel, VadStream,
+};
+use voxgate_server::agent::{AgentState, Providers};
+use voxgate_testkit::{Heard, LiveCaller, LiveCallerOptions, connect, next_of_type, send_text};
+
+/// Speech wherever the caller's audio is loud.
+struct EnergyVad;
+
+struct EnergyStream;
+
+impl VadModel for EnergyVad {
+    fn stream(&self) -> Box<dyn VadStream> {
+        Box::new(EnergyStream)
+    }
+}
+
+impl VadStream for EnergyStream {
+    fn window_samples(&self) -> usize {
+        512
+    }
+    fn push(&mut self, window: &[i16]) -> Result<f32, ProviderError> {
+        let energy = window.iter().map(|&s| f64::from(s).abs()).sum::<f64>() / window.len() as f64;
+        Ok(if energy > 500.0 { 0.95 } else { 0.02 })
+    }
+    fn reset(&mut self) {}
+}
+
+/// Transcripts for successive turns.
+struct ScriptedStt(Mutex<VecDeque<String>>);
+
+impl SpeechToText for ScriptedStt {
+    fn transcribe(&self, _audio: Vec<i16>) -> mpsc::Receiver<Result<String, ProviderError>> {
+        let (tx, rx) = mpsc::channel(1);
+        let text = self.0.lock().expect("lock").pop_front().unwrap_or_default();
+        let _ = tx.try_send(Ok(text));
+        rx
+    }
+}
+
+/// A model that streams the given reply word by word, or fails.
+struct ScriptedLlm {
+    reply: Result<String, String>,
+    word_gap: Duration,
+    /// Replies being generated right now (drops when cancelled or done).
+    active: Arc<AtomicUsize>,
+    prompts: Mutex<Vec<Vec<ChatMessage>>>,
+}
+
+impl LanguageModel for ScriptedLlm {
+    fn reply(&self, messages: Vec<ChatMessage>) -> mpsc::Receiver<Result<String, ProviderError>> {
+        self.prompts.lock().expect("lock").push(messages);
+        let (tx, rx) = mpsc::channel(4);
+        let reply = self.reply.clone();
+        let gap = self.word_gap;
+        let active = Arc::clone(&self.active);
+        active.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            match reply {
+                Ok(text) => {
+                    for word in text.split_inclusive(' ') {
+                        tokio::time::sleep(gap).await;
+                        if tx.send(Ok(word.to_owned())).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                Err(reason) => {
+                    let _ = tx
+                        .send(Err(ProviderError::Inference {
+                            provider: "scripted",
+                            reason,
+                        }))
+                        .await;
+                }
+            }
+            active.fetch_sub(1, Ordering::SeqCst);
+        });
+        rx
+    }
+}
+
+/// 50 ms of a loud tone per character, at 16 kHz, in 100 ms chunks.
+struct ToneTts;
+
+impl TextToSpeech for ToneTts {
+    fn sample_rate(&self) -> u32 {
+        16_000
+    }
+    fn synthesize(&self, text: String) -> mpsc::Receiver<Result<Vec<i16>, ProviderError>> {
+        let samples = text.chars().count() * 800;
+        let (tx, rx) = mpsc::channel(samples / 1600 + 2);
+        let tone: Vec<i16> = (0..samples)
+            .map(|i| if (i / 8) % 2 == 0 { 6000 } else { -6000 })
+            .collect();
+        for chunk in tone.chunks(1600) {
+            let _ = tx.try_send(Ok(chunk.to_vec()));
+        }
+        rx
+    }
+}
+
+struct Script {
+    transcripts: Vec<&'static str>,
+    reply: Result<&'static str, &'static str>,
+    word_gap: Duration,
+}
+
+async fn server_with(script: Script) -> (TestServer, Arc<ScriptedLlm>) {
+    let server = TestServer::start().await;
+    let llm = Arc::new(ScriptedLlm {
+        reply: script.reply.map(str::to_owned).map_err(str::to_owned),
+        word_gap: script.word_gap,
+        active: Arc::new(AtomicUsize::new(0)),
+        prompts: Mutex::new(Vec::new()),
+    });
+    let providers = Providers::new(
+        Arc::new(EnergyVad),
+        None,
+        Arc::new(ScriptedStt(Mutex::new(
+            script.transcripts.into_iter().map(str::to_owned).collect(),
+        ))),
+        Arc::clone(&llm) as Arc<dyn LanguageModel>,
+        Arc::new(ToneTts),
+    )
+    .await
+    .expect("providers");
+    server.handle.set_agent(AgentState::Ready(providers));
+    (server, llm)
+}
+
+/// `ms` of loud speech-like sound at 8 kHz.
+fn speech(ms: usize) -> Vec<i16> {
+    (0..ms * 8)
+        .map(|i| if (i / 4) % 2 == 0 { 8000 } else { -8000 })
+        .collect()
+}
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Waits for the next `kind` event about `call_sid` on a monitor.
+async fn event(monitor: &mut voxgate_testkit::Client, kind: &str) -> Value {
+    next_of_type(monitor, kind).await
+}
+
+async fn monitor(server: &TestServer) -> voxgate_testkit::Client {
+    let mut monitor = connect(server.addr, "/events").await;
+    send_text(&mut monitor, r#"{"type":"subscribe","call_id":"*"}"#).await;
+    next_of_type(&mut monitor, "subscribed").await;
+    monitor
+}
+
+/// Reads caller observations until one matches.
+async fn until(caller: &mut LiveCaller, what: &str, matches: impl Fn(&Heard) -> bool) -> Heard {
+    loop {
+        match caller.next_heard(WAIT).await {
+            Some(heard) if matches(&heard) => return heard,
+            Some(_) => {}
+            None => panic!("timed out waiting for {what}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn greets_then_answers_one_turn() {
+    let (server, llm) = server_with(Script {
+        transcripts: vec!["I would like a table for two."],
+        reply: Ok("Sure. What time would you like?"),
+        word_gap: Duration::from_millis(5),
+    })
+    .await;
+    let mut monitor = monitor(&server).await;
+    let mut caller =
+        LiveCaller::dial(server.addr, "agentturn01", LiveCallerOptions::default()).await;
+
+    let greeting = event(&mut monitor, "transcript").await;
+    assert_eq!(greeting["role"], "assistant");
+    assert_eq!(greeting["text"], "Hello! How can I help you today?");
+    until(&mut caller, "greeting audio", |h| {
+        matches!(h, Heard::Audio { .. })
+    })
+    .await;
+    assert!(
+        caller.wait_playing(false, WAIT).await,
+        "greeting played out"
+    );
+
+    caller.say(speech(800));
+    let (mut user, mut agent, mut metrics) = (None, None, None);
+    while user.is_none() || agent.is_none() || metrics.is_none() {
+        let value = voxgate_testkit::next_json(&mut monitor).await;
+        match (value["type"].as_str(), value["role"].as_str()) {
+            (Some("transcript"), Some("user")) => user = Some(value),
+            (Some("transcript"), Some("assistant")) if user.is_some() => agent = Some(value),
+            (Some("turn.metrics"), _) => metrics = Some(value),
+            _ => {}
+        }
+    }
+    let (user, agent, metrics) = (
+        user.unwrap_or_default(),
+        agent.unwrap_or_default(),
+        metrics.unwrap_or_default(),
+    );
+    assert_eq!(user["text"], "I would like a table for two.");
+    assert_eq!(user["final"], true);
+    let said = agent["text"].as_str().expect("agent text");
+    assert!(
+        !said.is_empty() && "Sure. What time would you like?".starts_with(said),
+        "{said}"
+    );
+    assert_eq!(metrics["call_id"], caller.call_sid.as_str());
+    for stage in [
+        "end_of_turn_ms",
+        "stt_final_ms",
+        "llm_first_token_ms",
+        "tts_first_audio_ms",
+        "first_audio_sent_ms",
+        "first_mark_ms",
+    ] {
+        assert!(metrics[stage].is_u64(), "{stage} in {metrics}");
+    }
+    let prompt = llm
+        .prompts
+        .lock()
+        .expect("lock")
+        .last()
+        .cloned()
+        .expect("prompted");
+    assert_eq!(
+        prompt.last().map(|m| m.content.as_str()),
+        Some("I would like a table for two.")
+    );
+
+    let sid = caller.call_sid.clone();
+    let audio = caller.hang_up().await;
+    assert!(
+        audio.agent.iter().any(|&s| s.abs() > 3000),
+        "the caller heard the agent"
+    );
+    let record = server.record(&sid).await;
+    assert_eq!(record["disposition"], "completed");
+    drop(monitor);
+    server
+        .eventually("agent tasks end with the call", |h| h.running_tasks() == 0)
+        .await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn barge_in_clears_playback_and_says_what_was_heard() {
+    let (server, llm) = server_with(Script {
+        transcripts: vec!["Tell me everything.", "Stop, please."],
+        reply: Ok("Here is a very long answer that goes on and on. It has many sentences. It keeps going for a long while."),
+        word_gap: Duration::from_millis(5),
+    })
+    .await;
+    let mut monitor = monitor(&server).await;
+    let mut caller =
+        LiveCaller::dial(server.addr, "agentbarge01", LiveCallerOptions::default()).await;
+    event(&mut monitor, "transcript").await;
+    assert!(caller.wait_playing(true, WAIT).await);
+    assert!(caller.wait_playing(false, WAIT).await);
+
+    caller.say(speech(600));
+    assert!(
+        caller.wait_playing(true, WAIT).await,
+        "the long reply starts"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    caller.say(speech(900));
+    until(&mut caller, "clear", |h| matches!(h, Heard::Clear { .. })).await;
+    let interrupted = event(&mut monitor, "agent.interrupted").await;
+    let heard = interrupted["heard"].as_str().expect("heard");
+    let intended = interrupted["intended"].as_str().expect("intended");
+    assert!(
+        intended.starts_with(heard),
+        "heard {heard:?} is a prefix of {intended:?}"
+    );
+    assert!(
+        heard.len() < intended.len(),
+        "the caller did not hear it all"
+    );
+    // The model stops generating the interrupted reply.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while llm.active.load(Ordering::SeqCst) > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "generation cancelled"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    caller.hang_up().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_model_gets_an_apology_and_a_clean_hang_up() {
+    let (server, _llm) = server_with(Script {
+        transcripts: vec!["Hello?"],
+        reply: Err("model server returned 500"),
+        word_gap: Duration::from_millis(5),
+    })
+    .await;
+    let mut caller =
+        LiveCaller::dial(server.addr, "agentfail01", LiveCallerOptions::default()).await;
+    assert!(caller.wait_playing(true, WAIT).await);
+    assert!(caller.wait_playing(false, WAIT).await);
+    caller.say(speech(600));
+    assert!(caller.wait_playing(true, WAIT).await, "the apology plays");
+    let closed = until(&mut caller, "the hang-up", |h| {
+        matches!(h, Heard::Closed { .. })
+    })
+    .await;
+    assert!(
+        matches!(
+            closed,
+            Heard::Closed {
+                code: Some(1000),
+                ..
+            }
+        ),
+        "{closed:?}"
+    );
+    let sid = caller.call_sid.clone();
+    let audio = caller.wait_closed(WAIT).await.expect("caller ends");
+    assert!(
+        audio.agent.iter().filter(|&&s| s.abs() > 3000).count() > 8000,
+        "apology heard"
+    );
+    let record = server.record(&sid).await;
+    assert_eq!(record["disposition"], "error");
+    let reason = record["end_reason"].as_str().expect("reason");
+    assert!(
+        reason.contains("llm failed") && reason.contains("500"),
+        "{reason}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hanging_up_mid_reply_cancels_the_turn() {
+    let (server, llm) = server_with(Script {
+        transcripts: vec!["Go on."],
+        reply: Ok("one two three four five six seven eight nine ten eleven twelve"),
+        word_gap: Duration::from_millis(300),
+    })
+    .await;
+    let mut caller =
+        LiveCaller::dial(server.addr, "agenthang01", LiveCallerOptions::default()).await;
+    assert!(caller.wait_playing(true, WAIT).await);
+    assert!(caller.wait_playing(false, WAIT).await);
+    caller.say(speech(600));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while llm.active.load(Ordering::SeqCst) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the model starts");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    caller.hang_up().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while llm.active.load(Ordering::SeqCst) > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "generation stops with the call"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    server
+        .eventually("no call, no agent task left", |h| {
+            h.active_calls() == 0 && h.running_tasks() == 0
+        })
+        .await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_wait_for_the_models() {
+    let server = TestServer::start().await;
+    server.handle.set_agent(AgentState::Loading);
+    let (status, body) = common::http_get(server.addr, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains(r#""agent":"loading""#), "{body}");
+    assert_eq!(
+        voxgate_testkit::refused_upgrade_status(server.addr, "/stream").await,
+        503
+    );
+    server
+        .handle
+        .set_agent(AgentState::Failed("Whisper: model.bin missing".into()));
+    let (status, body) = common::http_get(server.addr, "/readyz").await;
+    assert_eq!(status, 503);
+    assert!(body.contains("model.bin missing"), "{body}");
+    assert!(
+        metric(
+            server.addr,
+            r#"voxgate_websocket_refused_total{endpoint="stream",reason="not_ready"}"#
+        )
+        .await
+            >= 1.0
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_runs_a_text_turn_with_the_same_persona_and_model() {
+    let (server, llm) = server_with(Script {
+        transcripts: vec![],
+        reply: Ok("We open at nine."),
+        word_gap: Duration::from_millis(1),
+    })
+    .await;
+    let mut monitor = connect(server.addr, "/events").await;
+    send_text(
+        &mut monitor,
+        r#"{"type":"chat","id":"q1","text":"When do you open?"}"#,
+    )
+    .await;
+    let answer = next_of_type(&mut monitor, "chat.response").await;
+    assert_eq!(answer["id"], "q1");
+    assert_eq!(answer["persona"], "default");
+    assert_eq!(answer["text"], "We open at nine.");
+    send_text(&mut monitor, r#"{"type":"chat","text":"And on Sundays?"}"#).await;
+    next_of_type(&mut monitor, "chat.response").await;
+    let prompt = llm
+        .prompts
+        .lock()
+        .expect("lock")
+        .last()
+        .cloned()
+        .expect("prompted");
+    let said: Vec<&str> = prompt.iter().map(|m| m.content.as_str()).collect();
+    assert_eq!(
+        said[1..],
+        ["When do you open?", "We open at nine.", "And on Sundays?"]
+    );
+    send_text(&mut monitor, r#"{"type":"chat","text":"  "}"#).await;
+    let refused = next_of_type(&mut monitor, "error").await;
+    assert_eq!(refused["code"], "invalid_field");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_without_an_agent_is_refused() {
+    let server = TestServer::start().await;
+    let mut monitor = connect(server.addr, "/events").await;
+    send_text(&mut monitor, r#"{"type":"chat","text":"Hello"}"#).await;
+    let refused = next_of_type(&mut monitor, "error").await;
+    assert_eq!(refused["code"], "agent_unavailable");
+    server.stop().await;
+}

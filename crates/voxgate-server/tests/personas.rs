@@ -1,0 +1,378 @@
+//! The personas API over a real socket: create, read, replace and delete,
+//! the always-present default, and every kind of bad body answered in the
+//! API's JSON error shape.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::{TestServer, http_exchange, json_request};
+use serde_json::{Value, json};
+use sqlx::Connection;
+use voxgate_core::events::JobConfig;
+use voxgate_core::persona::PersonaSpec;
+use voxgate_server::personas::resolve_persona;
+
+/// One exchange: status, lower-cased head, and the body as JSON (`Null`
+/// when empty).
+async fn send(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String, Value) {
+    let (status, head, body) = http_exchange(addr, json_request(addr, method, path, body)).await;
+    let json = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{method} {path}: {e}: {body:?}"))
+    };
+    (status, head, json)
+}
+
+async fn get(addr: SocketAddr, path: &str) -> (u16, Value) {
+    let (status, _, body) = send(addr, "GET", path, "").await;
+    (status, body)
+}
+
+/// Checks the `{"error": {"code", "message"}}` shape and returns the error.
+fn error_of(body: &Value, code: &str) -> Value {
+    let error = &body["error"];
+    assert_eq!(error["code"], code, "{body}");
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    error.clone()
+}
+
+fn problems(body: &Value) -> Vec<String> {
+    let error = error_of(body, "invalid_persona");
+    serde_json::from_value(error["problems"].clone()).expect("problems is a list of strings")
+}
+
+fn names(list: &Value) -> Vec<&str> {
+    list["personas"]
+        .as_array()
+        .expect("personas list")
+        .iter()
+        .map(|p| p["name"].as_str().expect("name"))
+        .collect()
+}
+
+fn builtin() -> Value {
+    serde_json::to_value(PersonaSpec::default()).expect("serializable")
+}
+
+async fn round_trip(server: &TestServer) {
+    let addr = server.addr;
+    let (status, head, created) = send(
+        addr,
+        "POST",
+        "/api/personas",
+        r#"{"name":"sales","greeting":"Hi, sales here.","turn":{"max_reprompts":1}}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert!(head.contains("location: /api/personas/sales"), "{head}");
+    assert!(head.contains("content-type: application/json"), "{head}");
+    assert_eq!(created["greeting"], "Hi, sales here.");
+    assert_eq!(created["turn"]["max_reprompts"], 1);
+    // Left-out fields are filled in from the defaults.
+    assert_eq!(created["vad"], builtin()["vad"]);
+
+    assert_eq!(
+        get(addr, "/api/personas/sales").await,
+        (200, created.clone())
+    );
+    let (status, list) = get(addr, "/api/personas").await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(names(&list), ["default", "sales"]);
+
+    // Replace, leaving the name to the path.
+    let (status, _, replaced) = send(
+        addr,
+        "PUT",
+        "/api/personas/sales",
+        r#"{"greeting":"Sales, hello.","voice":"joe"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{replaced}");
+    assert_eq!(replaced["name"], "sales");
+    assert_eq!(replaced["greeting"], "Sales, hello.");
+    // A replacement is whole: what it leaves out is the default again.
+    assert_eq!(replaced["turn"], builtin()["turn"]);
+    assert_eq!(get(addr, "/api/personas/sales").await, (200, replaced));
+
+    // PUT creates too.
+    let (status, head, support) = send(
+        addr,
+        "PUT",
+        "/api/personas/support",
+        r#"{"name":"support","instructions":"Help with orders."}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{support}");
+    assert!(head.contains("location: /api/personas/support"), "{head}");
+    let (_, list) = get(addr, "/api/personas").await;
+    assert_eq!(names(&list), ["default", "sales", "support"]);
+
+    let (status, _, body) = send(addr, "DELETE", "/api/personas/sales", "").await;
+    assert_eq!((status, body), (204, Value::Null));
+    let (status, body) = get(addr, "/api/personas/sales").await;
+    assert_eq!(status, 404);
+    error_of(&body, "not_found");
+    let (status, _, body) = send(addr, "DELETE", "/api/personas/sales", "").await;
+    assert_eq!(status, 404);
+    error_of(&body, "not_found");
+    let (_, list) = get(addr, "/api/personas").await;
+    assert_eq!(names(&list), ["default", "support"]);
+}
+
+#[tokio::test]
+async fn personas_can_be_created_read_replaced_and_deleted() {
+    let server = TestServer::start().await;
+    round_trip(&server).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn creating_a_taken_name_conflicts() {
+    let server = TestServer::start().await;
+    let addr = server.addr;
+    let body = r#"{"name":"sales"}"#;
+    let (status, _, _) = send(addr, "POST", "/api/personas", body).await;
+    assert_eq!(status, 201);
+    let (status, _, answer) = send(addr, "POST", "/api/personas", body).await;
+    assert_eq!(status, 409, "{answer}");
+    error_of(&answer, "conflict");
+    // The default exists whether or not it is stored.
+    let (status, _, answer) = send(addr, "POST", "/api/personas", r#"{"name":"default"}"#).await;
+    assert_eq!(status, 409, "{answer}");
+    error_of(&answer, "conflict");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn unacceptable_values_are_listed_as_problems() {
+    let server = TestServer::start().await;
+    let addr = server.addr;
+
+    let (status, _, answer) = send(
+        addr,
+        "POST",
+        "/api/personas",
+        r#"{"name":"loud","vad":{"activation_threshold":2.0}}"#,
+    )
+    .await;
+    assert_eq!(status, 422, "{answer}");
+    let listed = problems(&answer);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(listed[0].contains("vad.activation_threshold"), "{listed:?}");
+
+    // All at once, not one per attempt.
+    let (status, _, answer) = send(
+        addr,
+        "POST",
+        "/api/personas",
+        r#"{"name":"bad name!","turn":{"min_endpoint_delay_ms":3000,"max_endpoint_delay_ms":1000}}"#,
+    )
+    .await;
+    assert_eq!(status, 422, "{answer}");
+    let listed = problems(&answer);
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(listed[0].starts_with("name"), "{listed:?}");
+
+    let (status, _, answer) = send(addr, "POST", "/api/personas", r#"{"greeting":"Hi"}"#).await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(problems(&answer), ["name is required"]);
+
+    let (status, _, answer) = send(addr, "PUT", "/api/personas/bad%20name", "{}").await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(problems(&answer).len(), 1, "{answer}");
+
+    // Nothing was stored.
+    let (_, list) = get(addr, "/api/personas").await;
+    assert_eq!(names(&list), ["default"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_put_body_naming_another_persona_is_refused() {
+    let server = TestServer::start().await;
+    let addr = server.addr;
+    let (status, _, answer) =
+        send(addr, "PUT", "/api/personas/sales", r#"{"name":"support"}"#).await;
+    assert_eq!(status, 422, "{answer}");
+    let listed = problems(&answer);
+    assert!(
+        listed[0].contains("support") && listed[0].contains("sales"),
+        "{listed:?}"
+    );
+    let (status, _) = get(addr, "/api/personas/sales").await;
+    assert_eq!(status, 404);
+    let (status, _) = get(addr, "/api/personas/support").await;
+    assert_eq!(status, 404);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bodies_that_are_not_personas_get_json_errors() {
+    let server = TestServer::start().await;
+    let addr = server.addr;
+    let cases = [
+        ("POST", "/api/personas", r#"{"name":"x","#, "EOF"),
+        (
+            "POST",
+            "/api/personas",
+            r#"{"name":"x","greting":"Hi"}"#,
+            "greting",
+        ),
+        (
+            "PUT",
+            "/api/personas/x",
+            r#"{"vad":{"threshold":0.5}}"#,
+            "threshold",
+        ),
+        (
+            "POST",
+            "/api/personas",
+            r#"{"name":"x","turn":{"max_reprompts":"two"}}"#,
+            "two",
+        ),
+        ("PUT", "/api/personas/x", r#"{"name":null}"#, "null"),
+        ("PUT", "/api/personas/x", "[1,2]", "object"),
+        ("POST", "/api/personas", "not json", "JSON"),
+    ];
+    for (method, path, body, mentioned) in cases {
+        let (status, head, answer) = send(addr, method, path, body).await;
+        assert_eq!(status, 400, "{method} {path} {body}: {answer}");
+        assert!(head.contains("content-type: application/json"), "{head}");
+        let error = error_of(&answer, "bad_request");
+        let message = error["message"].as_str().expect("message");
+        assert!(
+            message.contains(mentioned),
+            "{body}: {message:?} should mention {mentioned:?}"
+        );
+    }
+
+    // No JSON content type: 415, still in the API's shape.
+    let request = format!(
+        "POST /api/personas HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: text/plain\r\nContent-Length: 15\r\n\r\n{{\"name\":\"abc\"}}"
+    );
+    let (status, head, body) = http_exchange(addr, request).await;
+    assert_eq!(status, 415, "{body}");
+    assert!(head.contains("content-type: application/json"), "{head}");
+    error_of(
+        &serde_json::from_str(&body).expect("JSON error"),
+        "unsupported_media_type",
+    );
+
+    let (_, list) = get(addr, "/api/personas").await;
+    assert_eq!(names(&list), ["default"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_default_persona_is_always_there_and_deleting_it_resets_it() {
+    let server = TestServer::start().await;
+    let addr = server.addr;
+    let (status, list) = get(addr, "/api/personas").await;
+    assert_eq!(status, 200);
+    assert_eq!(list["personas"], json!([builtin()]));
+    assert_eq!(get(addr, "/api/personas/default").await, (200, builtin()));
+
+    // Nothing stored yet, so deleting changes nothing, and is no error.
+    let (status, _, _) = send(addr, "DELETE", "/api/personas/default", "").await;
+    assert_eq!(status, 204);
+
+    // Replacing the default is a replacement (200), not a creation.
+    let (status, _, replaced) = send(
+        addr,
+        "PUT",
+        "/api/personas/default",
+        r#"{"greeting":"Thanks for calling."}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{replaced}");
+    assert_eq!(replaced["greeting"], "Thanks for calling.");
+    assert_eq!(
+        get(addr, "/api/personas/default").await,
+        (200, replaced.clone())
+    );
+    let (_, list) = get(addr, "/api/personas").await;
+    assert_eq!(
+        list["personas"],
+        json!([replaced]),
+        "listed once, as stored"
+    );
+
+    // Calls pick the replaced default up.
+    let store = &server.handle.app_state().store;
+    let spec = resolve_persona(store, &JobConfig::default()).await;
+    assert_eq!(spec.greeting, "Thanks for calling.");
+
+    let (status, _, body) = send(addr, "DELETE", "/api/personas/default", "").await;
+    assert_eq!((status, body), (204, Value::Null));
+    assert_eq!(get(addr, "/api/personas/default").await, (200, builtin()));
+    let (_, list) = get(addr, "/api/personas").await;
+    assert_eq!(list["personas"], json!([builtin()]));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn calls_resolve_personas_written_through_the_api() {
+    let server = TestServer::start().await;
+    let addr = server.addr;
+    let (status, _, _) = send(
+        addr,
+        "POST",
+        "/api/personas",
+        r#"{"name":"sales","greeting":"Hi, sales here.","instructions":"Sell."}"#,
+    )
+    .await;
+    assert_eq!(status, 201);
+    let store = &server.handle.app_state().store;
+    let job = JobConfig {
+        persona: Some("sales".into()),
+        instructions: Some("Sell politely.".into()),
+        ..JobConfig::default()
+    };
+    let spec = resolve_persona(store, &job).await;
+    assert_eq!(spec.name, "sales");
+    assert_eq!(spec.greeting, "Hi, sales here.");
+    assert_eq!(spec.instructions, "Sell politely.");
+
+    let unknown = JobConfig {
+        persona: Some("nobody".into()),
+        ..JobConfig::default()
+    };
+    assert_eq!(
+        resolve_persona(store, &unknown).await,
+        PersonaSpec::default()
+    );
+    server.stop().await;
+}
+
+fn postgres_url() -> String {
+    std::env::var("VOXGATE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+async fn postgres_admin(sql: &str) {
+    let mut conn = sqlx::PgConnection::connect(&postgres_url())
+        .await
+        .expect("connect to the test PostgreSQL (set VOXGATE_TEST_POSTGRES_URL)");
+    sqlx::query(sql).execute(&mut conn).await.expect(sql);
+    conn.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn personas_round_trip_on_postgres() {
+    let name = format!("voxgate_personas_{}", uuid::Uuid::new_v4().simple());
+    postgres_admin(&format!("CREATE DATABASE {name}")).await;
+    let url = match postgres_url().rsplit_once('/') {
+        Some((server, _)) => format!("{server}/{name}"),
+        None => panic!("unexpected Postgres URL"),
+    };
+    let server = TestServer::start_with(|c| c.database_url = url).await;
+    round_trip(&server).await;
+    server.stop().await;
+    postgres_admin(&format!("DROP DATABASE {name} WITH (FORCE)")).await;
+}
