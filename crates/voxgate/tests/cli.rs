@@ -1,30 +1,12 @@
 //! The real binary: `check` reports every problem on its own line and exits
 //! non-zero; `serve` answers on its listener and exits 0 after SIGTERM.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::PathBuf;
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn voxgate() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_voxgate"));
-    // Only what each test sets: no stray VOXGATE_* from the environment.
-    for (name, _) in std::env::vars() {
-        if name.starts_with("VOXGATE_") {
-            command.env_remove(name);
-        }
-    }
-    command
-}
-
-fn temp_dir() -> PathBuf {
-    let dir = std::env::temp_dir()
-        .join(format!("voxgate-cli-{}", std::process::id()))
-        .join(format!("{:?}", Instant::now()).replace(['{', '}', ' ', ':', ','], ""));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
+use common::{http_get, listening_address, temp_dir, voxgate, wait_ready};
 
 #[test]
 fn check_passes_on_a_valid_configuration() {
@@ -44,6 +26,37 @@ fn check_passes_on_a_valid_configuration() {
     assert!(
         stdout.contains("ok: database voxgate.db is reachable"),
         "{stdout}"
+    );
+}
+
+#[test]
+fn check_reports_the_recordings_dir() {
+    let dir = temp_dir();
+    let output = voxgate()
+        .current_dir(&dir)
+        .arg("check")
+        .output()
+        .expect("run voxgate check");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("ok: recordings dir recordings will be created on the first recording"),
+        "{stdout}"
+    );
+    assert!(!dir.join("recordings").exists(), "check creates nothing");
+
+    std::fs::write(dir.join("taken"), b"a file").expect("write");
+    let output = voxgate()
+        .current_dir(&dir)
+        .env("VOXGATE_RECORDINGS_DIR", "taken")
+        .arg("check")
+        .output()
+        .expect("run voxgate check");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("error: recordings dir taken exists and is not a directory"),
+        "{stderr}"
     );
 }
 
@@ -101,21 +114,6 @@ fn check_names_a_missing_config_file() {
     );
 }
 
-fn http_get(addr: &str, path: &str) -> String {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    response
-}
-
 #[test]
 fn serve_answers_then_exits_zero_on_sigterm() {
     let dir = temp_dir();
@@ -126,19 +124,9 @@ fn serve_answers_then_exits_zero_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start voxgate serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("voxgate logged its address before exiting")
-            .expect("read log");
-        if let Some(rest) = line.split("address=").nth(1) {
-            break rest.split_whitespace().next().expect("address").to_owned();
-        }
-    };
+    let (addr, lines) = listening_address(&mut child);
     assert!(http_get(&addr, "/healthz").starts_with("HTTP/1.1 200"));
-    assert!(http_get(&addr, "/readyz").starts_with("HTTP/1.1 200"));
+    wait_ready(&addr, Duration::from_secs(300));
 
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

