@@ -534,6 +534,7 @@ impl CallEvent {
                 role,
                 text,
                 is_final,
+                ..
             } => CallEvent::Transcript {
                 call_id,
                 role,

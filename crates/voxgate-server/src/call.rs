@@ -6,7 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use metrics::{counter, gauge};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_util::sync::CancellationToken;
-use voxgate_core::audio::SampleRate;
+use tracing::Instrument;
+use voxgate_core::audio::{CallRecorder, SampleRate};
 use voxgate_core::call::Disposition;
 use voxgate_core::events::{CallEvent, CallStatus, Carrier, JobConfig};
 use voxgate_core::ids::{CallSid, StreamSid};
@@ -15,6 +16,7 @@ use voxgate_store::CallRecord;
 use crate::agent::{AgentAction, AgentHandle, AgentSpec, AgentState, spawn_agent};
 use crate::app::AppState;
 use crate::metrics::{ACTIVE_CALLS, CALLS};
+use crate::recordings::write_recording;
 use crate::registry::{CallCommand, DuplicateCall, Registration};
 
 /// What is known about a call when it starts.
@@ -56,6 +58,8 @@ pub struct LiveCall {
     commands: mpsc::Receiver<CallCommand>,
     /// The conversational agent, when the server has one.
     agent: Option<AgentHandle>,
+    /// Both sides of the call, time-aligned; taken when the call ends.
+    recorder: Option<CallRecorder>,
     started: tokio::time::Instant,
     ended: bool,
     // Released after `end` has published and recorded: the call leaves the
@@ -97,6 +101,7 @@ impl LiveCall {
         gauge!(ACTIVE_CALLS).increment(1.0);
         tracing::info!(carrier = start.carrier.as_str(), "call started");
         let token = parent.child_token();
+        let started = tokio::time::Instant::now();
         let agent = match &*state.agent.borrow() {
             AgentState::Ready(providers) => Some(spawn_agent(
                 providers,
@@ -104,8 +109,10 @@ impl LiveCall {
                     call_id: record.call_sid.clone(),
                     carrier_rate: start.audio_rate,
                     job: start.config.clone(),
+                    started,
                 },
                 state.store.clone(),
+                state.records.clone(),
                 state.bus.clone(),
                 &state.lifecycle.tracker,
                 &token,
@@ -120,7 +127,8 @@ impl LiveCall {
             token,
             commands,
             agent,
-            started: tokio::time::Instant::now(),
+            recorder: Some(CallRecorder::new(start.audio_rate)),
+            started,
             ended: false,
             _registration: registration,
             _slot: slot,
@@ -147,9 +155,63 @@ impl LiveCall {
         &self.token
     }
 
-    /// The call's agent, when it has one.
-    pub fn agent(&self) -> Option<&AgentHandle> {
-        self.agent.as_ref()
+    /// Caller audio at the carrier's rate: recorded, then heard by the
+    /// agent. `at` is the carrier's timestamp of the audio, when it sends one.
+    pub fn caller_audio(&mut self, samples: Vec<i16>, at: Option<std::time::Duration>) {
+        if let Some(recorder) = self.recorder.as_mut() {
+            match at {
+                Some(at) => recorder.push_caller_at(at, &samples),
+                None => recorder.push_caller(&samples),
+            }
+        }
+        if let Some(agent) = &self.agent {
+            agent.caller_audio(samples);
+        }
+    }
+
+    /// The carrier (or browser) played agent audio up to `mark`.
+    pub fn mark_played(&self, mark: String) {
+        if let Some(agent) = &self.agent {
+            agent.mark_played(mark);
+        }
+    }
+
+    /// Records what the agent sends the caller (audio, or a clear).
+    pub fn record_agent(&mut self, action: &AgentAction) {
+        let Some(recorder) = self.recorder.as_mut() else {
+            return;
+        };
+        match action {
+            AgentAction::Play { samples, .. } => recorder.push_agent(samples),
+            AgentAction::Clear => recorder.clear(),
+            AgentAction::HangUp { .. } => {}
+        }
+    }
+
+    /// Writes the recording off the call's path, then adds its location to
+    /// the record. A call without any audio has no recording.
+    fn save_recording(&mut self) {
+        let Some(recorder) = self.recorder.take() else {
+            return;
+        };
+        if recorder.position() == 0 && recorder.agent_end() == 0 {
+            return;
+        }
+        let dir = self.state.config.recordings_dir.clone();
+        let records = self.state.records.clone();
+        let mut record = self.record.clone();
+        self.state.lifecycle.tracker.spawn(
+            async move {
+                match write_recording(&dir, &record.call_sid, recorder).await {
+                    Ok(path) => {
+                        record.recording_path = Some(path.display().to_string());
+                        records.submit(record);
+                    }
+                    Err(e) => tracing::error!(error = %e, "call recording not saved"),
+                }
+            }
+            .in_current_span(),
+        );
     }
 
     /// The next command for the call or action of its agent.
@@ -208,6 +270,7 @@ impl LiveCall {
         };
         self.state.bus.publish(event.clone());
         self.state.records.submit(self.record.clone());
+        self.save_recording();
         gauge!(ACTIVE_CALLS).decrement(1.0);
         counter!(CALLS, "disposition" => disposition.as_str()).increment(1);
         tracing::info!(

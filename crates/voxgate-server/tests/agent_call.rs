@@ -253,12 +253,56 @@ async fn greets_then_answers_one_turn() {
         audio.agent.iter().any(|&s| s.abs() > 3000),
         "the caller heard the agent"
     );
-    let record = server.record(&sid).await;
-    assert_eq!(record["disposition"], "completed");
     drop(monitor);
     server
         .eventually("agent tasks end with the call", |h| h.running_tasks() == 0)
         .await;
+    let record = server.record(&sid).await;
+    assert_eq!(record["disposition"], "completed");
+    let turns = record["transcript"].as_array().expect("transcript turns");
+    let said: Vec<(&str, &str)> = turns
+        .iter()
+        .map(|t| {
+            (
+                t["role"].as_str().unwrap_or(""),
+                t["text"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(said[0], ("assistant", "Hello! How can I help you today?"));
+    assert_eq!(said[1], ("user", "I would like a table for two."));
+    assert_eq!(said[2].0, "assistant");
+    assert!(
+        turns[1]["started_ms"].as_i64() < turns[1]["ended_ms"].as_i64(),
+        "{turns:?}"
+    );
+    assert!(
+        turns[1]["ended_ms"].as_i64() <= turns[2]["started_ms"].as_i64(),
+        "{turns:?}"
+    );
+    // The recording: caller left, agent right, on one timeline.
+    let url = record["recording_url"].as_str().expect("recording url");
+    let (status, head, wav) = common::http_get_bytes(server.addr, url).await;
+    assert_eq!(status, 200, "{head}");
+    let wav = voxgate_core::audio::parse_wav(&wav).expect("a WAV");
+    assert_eq!((wav.channels, wav.sample_rate.hz()), (2, 8000));
+    let (left, right): (Vec<i16>, Vec<i16>) =
+        wav.samples.chunks_exact(2).map(|f| (f[0], f[1])).unzip();
+    let loud = |s: &[i16]| s.iter().filter(|x| x.abs() > 3000).count();
+    assert!(loud(&left) > 4000, "the caller's speech is on the left");
+    assert!(loud(&right) > 8000, "the agent's speech is on the right");
+    let first_agent = right
+        .iter()
+        .position(|x| x.abs() > 3000)
+        .expect("agent audio");
+    let first_caller = left
+        .iter()
+        .position(|x| x.abs() > 3000)
+        .expect("caller audio");
+    assert!(
+        first_agent < first_caller,
+        "the greeting comes before the caller speaks"
+    );
     server.stop().await;
 }
 

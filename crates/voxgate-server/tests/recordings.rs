@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -21,30 +20,6 @@ fn sid(raw: &str) -> CallSid {
 
 fn json_body(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
-}
-
-/// A GET whose body may be binary: status, lower-cased head, body bytes.
-async fn get_bytes(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
-        .await
-        .expect("response in time")
-        .expect("read");
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("end of head");
-    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status line");
-    (status, head, raw[split + 4..].to_vec())
 }
 
 /// 200 ms of a call at 8 kHz: the caller says something for 100 ms, the
@@ -148,7 +123,8 @@ async fn a_call_shows_its_transcript_and_serves_its_recording() {
     );
     assert_eq!(transcript[0]["role"], "assistant");
 
-    let (status, head, bytes) = get_bytes(server.addr, "/api/calls/CA1/recording").await;
+    let (status, head, bytes) =
+        common::http_get_bytes(server.addr, "/api/calls/CA1/recording").await;
     assert_eq!(status, 200, "{head}");
     assert!(head.contains("content-type: audio/wav"), "{head}");
     assert!(
@@ -187,7 +163,7 @@ async fn missing_calls_and_recordings_are_404_in_the_error_shape() {
     };
 
     // No such call.
-    let (status, _, body) = get_bytes(server.addr, "/api/calls/CA404/recording").await;
+    let (status, _, body) = common::http_get_bytes(server.addr, "/api/calls/CA404/recording").await;
     not_found(status, &String::from_utf8_lossy(&body));
 
     // A call without a recording, and so far without a transcript.
@@ -197,7 +173,7 @@ async fn missing_calls_and_recordings_are_404_in_the_error_shape() {
     let view = json_body(&body);
     assert_eq!(view["transcript"], json!([]));
     assert!(view.get("recording_url").is_none(), "{view}");
-    let (status, _, body) = get_bytes(server.addr, "/api/calls/CA2/recording").await;
+    let (status, _, body) = common::http_get_bytes(server.addr, "/api/calls/CA2/recording").await;
     not_found(status, &String::from_utf8_lossy(&body));
 
     // A recording whose file has since been removed.
@@ -213,7 +189,7 @@ async fn missing_calls_and_recordings_are_404_in_the_error_shape() {
     let (status, body) = http_get(server.addr, "/api/calls/CA3").await;
     assert_eq!(status, 200, "{body}");
     assert!(json_body(&body).get("recording_url").is_none(), "{body}");
-    let (status, _, body) = get_bytes(server.addr, "/api/calls/CA3/recording").await;
+    let (status, _, body) = common::http_get_bytes(server.addr, "/api/calls/CA3/recording").await;
     not_found(status, &String::from_utf8_lossy(&body));
 
     server.stop().await;
@@ -248,7 +224,7 @@ async fn paths_outside_the_recordings_dir_are_never_served() {
         };
         store(&server, record, Vec::new()).await;
         let (status, _, body) =
-            get_bytes(server.addr, &format!("/api/calls/{call}/recording")).await;
+            common::http_get_bytes(server.addr, &format!("/api/calls/{call}/recording")).await;
         assert_eq!(status, 404, "{stored} was served");
         assert!(
             !String::from_utf8_lossy(&body).contains("not-for-you"),
@@ -291,7 +267,7 @@ async fn odd_call_ids_get_a_plain_file_name_and_a_working_url() {
     let (status, body) = http_get(server.addr, "/api/calls/%2E%2E%2FCA%2F9").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(json_body(&body)["recording_url"], url.as_str());
-    let (status, head, bytes) = get_bytes(server.addr, &url).await;
+    let (status, head, bytes) = common::http_get_bytes(server.addr, &url).await;
     assert_eq!(status, 200, "{head}");
     assert_eq!(parse_wav(&bytes).expect("WAV").frames(), 1600);
 

@@ -367,12 +367,19 @@ pub struct TurnMetrics {
 pub enum EngineEvent {
     /// Words said on the call.
     Transcript {
+        /// The exchange the words belong to (0 is the greeting).
+        turn: u64,
         /// Caller or agent.
         role: Role,
         /// The words.
         text: String,
         /// Whether this text is final.
         is_final: bool,
+        /// When the words started: the caller's first speech, or the
+        /// start of the agent audio that carried them.
+        started: Instant,
+        /// When the words ended: the caller stopped, or their audio played.
+        ended: Instant,
     },
     /// The caller interrupted the agent.
     AgentInterrupted {
@@ -389,6 +396,7 @@ pub enum EngineEvent {
 
 #[derive(Debug, Clone, Copy)]
 struct Timings {
+    caller_started: Instant,
     caller_stopped: Instant,
     end_of_turn: Option<Instant>,
     stt_final: Option<Instant>,
@@ -399,8 +407,9 @@ struct Timings {
 }
 
 impl Timings {
-    fn new(caller_stopped: Instant) -> Self {
+    fn new(caller_started: Instant, caller_stopped: Instant) -> Self {
         Self {
+            caller_started,
             caller_stopped,
             end_of_turn: None,
             stt_final: None,
@@ -434,6 +443,8 @@ impl Timings {
 #[derive(Debug)]
 struct Utterance {
     turn: TurnId,
+    /// The first speech onset.
+    started: Instant,
     audio: Vec<i16>,
     /// Total speech in this utterance (sum of speech runs).
     speech: Duration,
@@ -796,11 +807,18 @@ impl CallEngine {
             reply.metrics_sent = true;
             metrics = Some(t.metrics(reply.turn));
         }
-        for (_, text) in finished {
+        let rate = u64::from(self.config.output_rate_hz.max(1));
+        let turn = reply.turn.0;
+        for (_, text, samples) in finished {
+            // Playback is real time: the segment played for its length up to now.
+            let played = Duration::from_micros(samples as u64 * 1_000_000 / rate);
             self.event(EngineEvent::Transcript {
+                turn,
                 role: Role::Assistant,
                 text,
                 is_final: true,
+                started: now.checked_sub(played).unwrap_or(now),
+                ended: now,
             });
         }
         if let Some(m) = metrics {
@@ -890,6 +908,7 @@ impl CallEngine {
                 self.next_turn += 1;
                 self.utterance = Some(Utterance {
                     turn,
+                    started: onset,
                     audio: self.recent_audio.iter().copied().collect(),
                     speech: Duration::ZERO,
                     run_onset: Some(onset),
@@ -1016,7 +1035,7 @@ impl CallEngine {
         let Some(u) = self.utterance.take() else {
             return;
         };
-        let mut timings = Timings::new(e.silence_since);
+        let mut timings = Timings::new(u.started, e.silence_since);
         timings.end_of_turn = Some(now);
         self.transcribing = Some((u.turn, timings));
         self.emit(Output::Transcribe {
@@ -1048,9 +1067,12 @@ impl CallEngine {
             self.cancel_reply();
         }
         self.event(EngineEvent::Transcript {
+            turn: turn.0,
             role: Role::User,
             text: text.clone(),
             is_final: true,
+            started: timings.caller_started,
+            ended: timings.caller_stopped,
         });
         self.unanswered.push(text);
         if self.utterance.is_some() {

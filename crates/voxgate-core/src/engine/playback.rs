@@ -166,8 +166,9 @@ impl Playback {
     }
 
     /// Records an echoed mark. Returns the segments that became fully
-    /// played with it (their text is what the caller has now heard).
-    pub fn mark_played(&mut self, name: &str) -> Vec<(SegmentId, String)> {
+    /// played with it: id, text (what the caller has now heard) and length
+    /// in samples.
+    pub fn mark_played(&mut self, name: &str) -> Vec<(SegmentId, String, usize)> {
         let Some((si, ci)) = self.marks.remove(name) else {
             return Vec::new();
         };
@@ -178,7 +179,8 @@ impl Playback {
             chunk.state = ChunkState::Played;
         }
         if segment.fully_played() && ci + 1 == segment.chunks.len() {
-            vec![(segment.id, segment.text.clone())]
+            let samples = segment.samples(|_| true);
+            vec![(segment.id, segment.text.clone(), samples)]
         } else {
             Vec::new()
         }
@@ -310,7 +312,12 @@ mod tests {
         p.mark_played(&out[1].mark);
         assert_eq!(p.heard_text(), "Hello");
         let done = p.mark_played(&tail[0].mark);
-        assert_eq!(done, vec![(seg(1), "Hello there.".to_owned())]);
+        assert_eq!(done.len(), 1);
+        assert_eq!((done[0].0, done[0].1.as_str()), (seg(1), "Hello there."));
+        assert_eq!(
+            done[0].2,
+            out.iter().map(|o| o.samples.len()).sum::<usize>() + 50
+        );
         assert_eq!(p.heard_text(), "Hello there.");
         assert!(p.is_complete());
         assert!(!p.is_playing());

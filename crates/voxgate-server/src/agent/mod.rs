@@ -11,6 +11,7 @@
 mod chat;
 mod providers;
 mod task;
+mod transcript;
 
 pub use chat::{CHAT_HISTORY, ChatAnswer, chat_turn};
 pub use providers::{APOLOGY, Providers};

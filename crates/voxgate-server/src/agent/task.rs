@@ -19,9 +19,10 @@ use voxgate_core::engine::{
 use voxgate_core::events::{CallEvent, JobConfig};
 use voxgate_core::ids::CallSid;
 use voxgate_providers::VadStream;
-use voxgate_store::Store;
+use voxgate_store::{RecordWriter, Store};
 
 use super::Providers;
+use super::transcript::TranscriptLog;
 use crate::bus::EventBus;
 use crate::metrics::{AGENT_INPUT_DROPPED, TURN_STAGE_SECONDS};
 use crate::personas::resolve_persona;
@@ -108,6 +109,8 @@ pub struct AgentSpec {
     pub carrier_rate: SampleRate,
     /// The call's job configuration: which persona, with what overrides.
     pub job: JobConfig,
+    /// When the call started (the transcript's and recording's time zero).
+    pub started: Instant,
 }
 
 /// Starts the agent of a call on `tracker`. It ends when `token` (the
@@ -117,6 +120,7 @@ pub fn spawn_agent(
     providers: &Providers,
     spec: AgentSpec,
     store: Store,
+    records: RecordWriter,
     bus: EventBus,
     tracker: &TaskTracker,
     token: &CancellationToken,
@@ -167,6 +171,8 @@ pub fn spawn_agent(
                 .ok(),
             windows: None,
             scratch: Vec::new(),
+            transcript: TranscriptLog::new(spec.call_id.clone(), spec.started.into_std()),
+            records,
             call_id: spec.call_id,
             bus,
             actions: action_tx,
@@ -201,6 +207,8 @@ struct Agent {
     /// Cuts 16 kHz audio into VAD windows; made on the first audio.
     windows: Option<Framer>,
     scratch: Vec<i16>,
+    transcript: TranscriptLog,
+    records: RecordWriter,
     call_id: CallSid,
     bus: EventBus,
     actions: mpsc::Sender<AgentAction>,
@@ -306,9 +314,27 @@ impl Agent {
         true
     }
 
-    fn publish(&self, event: EngineEvent) {
-        if let EngineEvent::TurnMetrics(metrics) = &event {
-            record_turn_metrics(metrics);
+    fn publish(&mut self, event: EngineEvent) {
+        let stored = match &event {
+            EngineEvent::TurnMetrics(metrics) => {
+                record_turn_metrics(metrics);
+                None
+            }
+            EngineEvent::Transcript {
+                turn,
+                role,
+                text,
+                is_final: true,
+                started,
+                ended,
+            } => self.transcript.words(*turn, *role, text, *started, *ended),
+            EngineEvent::AgentInterrupted { turn, heard, .. } => {
+                self.transcript.interrupted(*turn, heard, now())
+            }
+            _ => None,
+        };
+        if let Some(turn) = stored {
+            self.records.submit_turn(turn);
         }
         self.bus
             .publish(CallEvent::from_engine(self.call_id.clone(), event));

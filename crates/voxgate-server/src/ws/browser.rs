@@ -57,6 +57,9 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
                     }
                 }
                 CallInput::Agent(action) => {
+                    if let Some(call) = call.as_mut() {
+                        call.record_agent(&action);
+                    }
                     if let Some(end) = carry_out(&conn, action) {
                         break end;
                     }
@@ -111,8 +114,8 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
                             }
                         },
                         BrowserRequest::Mark { name } => {
-                            if let Some(agent) = call.as_ref().and_then(LiveCall::agent) {
-                                agent.mark_played(name);
+                            if let Some(call) = call.as_ref() {
+                                call.mark_played(name);
                             }
                         }
                         BrowserRequest::Hangup => break CallEnd::Close {
@@ -141,10 +144,10 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
                         ));
                     } else {
                         audio_bytes += audio.len() as u64;
-                        if let Some(agent) = call.as_ref().and_then(LiveCall::agent) {
+                        if let Some(call) = call.as_mut() {
                             let mut samples = Vec::with_capacity(audio.len() / 2);
                             match pcm16le_decode_into(&audio, &mut samples) {
-                                Ok(()) => agent.caller_audio(samples),
+                                Ok(()) => call.caller_audio(samples, None),
                                 Err(e) => tracing::warn!(error = %e, "undecodable browser audio"),
                             }
                         }

@@ -3,6 +3,8 @@
 //! commands, and ends the call with the disposition the socket's end implies.
 
 use axum::extract::ws::Message;
+use std::time::Duration;
+
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::sleep_until;
 use tracing::Instrument;
@@ -50,6 +52,9 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
                     }
                 }
                 CallInput::Agent(action) => {
+                    if let Some(call) = call.as_mut() {
+                        call.record_agent(&action);
+                    }
                     if let Some(end) = carry_out(&conn, codec.stream_sid(), law, action) {
                         break end;
                     }
@@ -115,17 +120,18 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
                         tracing::warn!(event, "ignoring unknown carrier event");
                     }
                     Ok(StreamInput::Audio(media)) => {
-                        if let Some(agent) = call.as_ref().and_then(LiveCall::agent)
+                        if let Some(call) = call.as_mut()
                             && media.track == Track::Inbound
                         {
                             let mut samples = Vec::with_capacity(media.payload.len());
                             law.decode(&media.payload, &mut samples);
-                            agent.caller_audio(samples);
+                            let at = Duration::from_millis(media.timestamp_ms);
+                            call.caller_audio(samples, Some(at));
                         }
                     }
                     Ok(StreamInput::MarkPlayed(mark)) => {
-                        if let Some(agent) = call.as_ref().and_then(LiveCall::agent) {
-                            agent.mark_played(mark.name);
+                        if let Some(call) = call.as_ref() {
+                            call.mark_played(mark.name);
                         }
                     }
                     Ok(StreamInput::Dtmf(dtmf)) => tracing::debug!(digit = dtmf.digit, "dtmf"),

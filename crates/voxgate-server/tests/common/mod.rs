@@ -38,6 +38,7 @@ pub fn test_config() -> (Config, std::path::PathBuf) {
     let config = Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
         database_url: dir.join("voxgate.db").display().to_string(),
+        recordings_dir: dir.join("recordings"),
         ..Config::default()
     };
     (config, dir)
@@ -152,6 +153,30 @@ fn dechunk(body: &str) -> String {
         rest = &after[size + 2..];
     }
     out
+}
+
+/// A GET whose body may be binary: status, lower-cased head, body bytes.
+pub async fn http_get_bytes(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+        .await
+        .expect("response in time")
+        .expect("read");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of head");
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    (status, head, raw[split + 4..].to_vec())
 }
 
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
