@@ -166,6 +166,15 @@ async fn monitor(server: &TestServer) -> voxgate_testkit::Client {
     monitor
 }
 
+/// Waits (bounded) until the number of replies being generated satisfies `check`.
+async fn replies_become(llm: &ScriptedLlm, what: &str, check: impl Fn(usize) -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check(llm.active.load(Ordering::SeqCst)) {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Reads caller observations until one matches.
 async fn until(caller: &mut LiveCaller, what: &str, matches: impl Fn(&Heard) -> bool) -> Heard {
     loop {
@@ -341,14 +350,7 @@ async fn barge_in_clears_playback_and_says_what_was_heard() {
         "the caller did not hear it all"
     );
     // The model stops generating the interrupted reply.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while llm.active.load(Ordering::SeqCst) > 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "generation cancelled"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    replies_become(&llm, "generation cancelled", |active| active == 0).await;
     caller.hang_up().await;
     server.stop().await;
 }
@@ -410,20 +412,9 @@ async fn hanging_up_mid_reply_cancels_the_turn() {
     assert!(caller.wait_playing(true, WAIT).await);
     assert!(caller.wait_playing(false, WAIT).await);
     caller.say(speech(600));
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while llm.active.load(Ordering::SeqCst) == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "the model starts");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    replies_become(&llm, "the model starts", |active| active > 0).await;
     caller.hang_up().await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while llm.active.load(Ordering::SeqCst) > 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "generation stops with the call"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    replies_become(&llm, "generation stops with the call", |active| active == 0).await;
     server
         .eventually("no call, no agent task left", |h| {
             h.active_calls() == 0 && h.running_tasks() == 0

@@ -128,3 +128,44 @@ async fn the_local_agent_hears_and_answers_a_caller() {
     assert_eq!(status.code(), Some(0));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn voxgate_call_plays_a_wav_and_writes_the_agents_side() {
+    let dir = temp_dir();
+    let input = dir.join("caller.wav");
+    let status = Command::new("espeak-ng")
+        .args(["-v", "en-us", "-s", "150", "-w"])
+        .arg(&input)
+        .arg("Hello, can I book a table for two people tonight?")
+        .status()
+        .expect("running espeak-ng");
+    assert!(status.success());
+    let out = dir.join("agent.wav");
+    let output = voxgate()
+        .current_dir(&dir)
+        .arg("call")
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run voxgate call");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    eprintln!("{stdout}");
+    let caller = stdout
+        .lines()
+        .find(|l| l.starts_with("caller: "))
+        .unwrap_or_else(|| panic!("a caller line: {stdout}"))
+        .to_lowercase();
+    assert!(caller.contains("two people"), "{caller}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("agent : ")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("turn 1: end of turn"), "{stdout}");
+    let wav = parse_wav(&std::fs::read(&out).expect("agent WAV written")).expect("a WAV");
+    assert_eq!((wav.channels, wav.sample_rate.hz()), (1, 8000));
+    assert!(loud(&wav.samples) > 8000, "the agent spoke");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -12,12 +12,11 @@ use voxgate_core::call::Disposition;
 use voxgate_core::events::{BrowserRequest, Carrier, ErrorCode, ProtocolError, ServerMessage};
 use voxgate_core::ids::CallSid;
 
-use super::call_socket::{CallEnd, end_call, next_input};
+use super::call_socket::{CallEnd, PlaybackWire, carry_out, end_call, next_input};
 use super::{Connection, Frame, ReadEnd, WsSocket, close_code, new_session_id};
-use crate::agent::AgentAction;
 use crate::app::AppState;
 use crate::call::{CallInput, CallStart, LiveCall};
-use crate::metrics::{Endpoint, PLAYBACK_DROPPED};
+use crate::metrics::Endpoint;
 use crate::registry::CallCommand;
 
 /// Serves one browser call until it hangs up, drops, or the server stops.
@@ -60,7 +59,7 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
                     if let Some(call) = call.as_mut() {
                         call.record_agent(&action);
                     }
-                    if let Some(end) = carry_out(&conn, action) {
+                    if let Some(end) = carry_out(&conn, &BrowserWire, action) {
                         break end;
                     }
                 }
@@ -164,30 +163,24 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
     end_call(conn, call, outcome, true).await;
 }
 
-/// Sends the browser what the agent asks; the call's end when it hangs up.
-fn carry_out<S: WsSocket>(conn: &Connection<S>, action: AgentAction) -> Option<CallEnd> {
-    match action {
-        AgentAction::Play { samples, mark } => {
-            let mut pcm = Vec::with_capacity(samples.len() * 2);
-            pcm16le_encode_into(&samples, &mut pcm);
-            let mark = ServerMessage::Mark { name: mark }.to_json();
-            for message in [Message::Binary(pcm.into()), Message::Text(mark.into())] {
-                if conn.out.playback(message).is_err() {
-                    metrics::counter!(PLAYBACK_DROPPED).increment(1);
-                }
-            }
-            None
-        }
-        AgentAction::Clear => {
-            let clear = ServerMessage::Clear.to_json();
-            conn.out
-                .clear_playback(Message::Text(clear.into()))
-                .err()
-                .map(|_| CallEnd::Read(ReadEnd::Stalled))
-        }
-        AgentAction::HangUp {
-            disposition,
-            reason,
-        } => Some(CallEnd::agent_hangup(disposition, reason)),
+/// The browser's playback messages: binary PCM16, JSON `mark` and `clear`.
+struct BrowserWire;
+
+impl PlaybackWire for BrowserWire {
+    fn audio(&self, samples: &[i16]) -> Message {
+        let mut pcm = Vec::with_capacity(samples.len() * 2);
+        pcm16le_encode_into(samples, &mut pcm);
+        Message::Binary(pcm.into())
+    }
+
+    fn mark(&self, name: &str) -> Message {
+        let mark = ServerMessage::Mark {
+            name: name.to_owned(),
+        };
+        Message::Text(mark.to_json().into())
+    }
+
+    fn clear(&self) -> Message {
+        Message::Text(ServerMessage::Clear.to_json().into())
     }
 }

@@ -3,8 +3,12 @@
 
 use voxgate_core::call::Disposition;
 
+use axum::extract::ws::Message;
+
 use super::{Connection, ReadEnd, WsSocket, close_code};
+use crate::agent::AgentAction;
 use crate::call::{CallInput, LiveCall};
+use crate::metrics::PLAYBACK_DROPPED;
 
 /// How a call connection ends.
 pub(super) enum CallEnd {
@@ -102,6 +106,44 @@ pub(super) async fn end_call<S: WsSocket>(
             ..
         } => conn.close(code, reason, metric).await,
         CallEnd::Read(read_end) => conn.finish(read_end).await,
+    }
+}
+
+/// How a carrier's wire carries the agent's audio, marks and `clear`.
+pub(super) trait PlaybackWire {
+    /// A chunk of agent audio at the carrier's rate.
+    fn audio(&self, samples: &[i16]) -> Message;
+    /// The mark sent after a chunk.
+    fn mark(&self, name: &str) -> Message;
+    /// Drop the audio queued at the peer.
+    fn clear(&self) -> Message;
+}
+
+/// Sends the peer what the agent asks, in order behind earlier audio
+/// (`clear` ahead of it); the call's end when the agent hangs up.
+pub(super) fn carry_out<S: WsSocket>(
+    conn: &Connection<S>,
+    wire: &impl PlaybackWire,
+    action: AgentAction,
+) -> Option<CallEnd> {
+    match action {
+        AgentAction::Play { samples, mark } => {
+            for message in [wire.audio(&samples), wire.mark(&mark)] {
+                if conn.out.playback(message).is_err() {
+                    metrics::counter!(PLAYBACK_DROPPED).increment(1);
+                }
+            }
+            None
+        }
+        AgentAction::Clear => conn
+            .out
+            .clear_playback(wire.clear())
+            .err()
+            .map(|_| CallEnd::Read(ReadEnd::Stalled)),
+        AgentAction::HangUp {
+            disposition,
+            reason,
+        } => Some(CallEnd::agent_hangup(disposition, reason)),
     }
 }
 

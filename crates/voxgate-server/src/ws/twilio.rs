@@ -17,12 +17,11 @@ use voxgate_core::events::{Carrier, JobConfig};
 use voxgate_core::ids::StreamSid;
 use voxgate_core::twilio::{Outbound, StreamInput, Track, TwilioStream};
 
-use super::call_socket::{CallEnd, end_call, next_input};
-use super::{Connection, Frame, ReadEnd, WsSocket, close_code};
-use crate::agent::AgentAction;
+use super::call_socket::{CallEnd, PlaybackWire, carry_out, end_call, next_input};
+use super::{Connection, Frame, WsSocket, close_code};
 use crate::app::AppState;
 use crate::call::{CallInput, CallStart, LiveCall};
-use crate::metrics::{Endpoint, PLAYBACK_DROPPED, UNKNOWN_EVENTS};
+use crate::metrics::{Endpoint, UNKNOWN_EVENTS};
 use crate::registry::CallCommand;
 
 /// Serves one carrier media stream until it stops, drops, or the server stops.
@@ -55,7 +54,9 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
                     if let Some(call) = call.as_mut() {
                         call.record_agent(&action);
                     }
-                    if let Some(end) = carry_out(&conn, codec.stream_sid(), law, action) {
+                    // Agent actions follow `start`, which set the stream id.
+                    let Some(stream_sid) = codec.stream_sid() else { continue };
+                    if let Some(end) = carry_out(&conn, &TwilioWire { stream_sid, law }, action) {
                         break end;
                     }
                 }
@@ -182,49 +183,36 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
     end_call(conn, call, outcome, false).await;
 }
 
-/// Sends the carrier what the agent asks; the call's end when it hangs up.
-fn carry_out<S: WsSocket>(
-    conn: &Connection<S>,
-    stream_sid: Option<&StreamSid>,
+/// Twilio's playback messages for one stream.
+struct TwilioWire<'a> {
+    stream_sid: &'a StreamSid,
     law: G711,
-    action: AgentAction,
-) -> Option<CallEnd> {
-    // Agent actions follow `start`, which set the stream id.
-    let stream_sid = stream_sid?;
-    match action {
-        AgentAction::Play { samples, mark } => {
-            let mut payload = Vec::with_capacity(samples.len());
-            law.encode(&samples, &mut payload);
-            let media = Outbound::Media {
-                stream_sid,
-                payload: &payload,
-            };
-            let mark = Outbound::Mark {
-                stream_sid,
-                name: &mark,
-            };
-            for message in [media, mark] {
-                if conn
-                    .out
-                    .playback(Message::Text(message.to_json().into()))
-                    .is_err()
-                {
-                    metrics::counter!(PLAYBACK_DROPPED).increment(1);
-                }
-            }
-            None
-        }
-        AgentAction::Clear => {
-            let clear = Outbound::Clear { stream_sid }.to_json();
-            conn.out
-                .clear_playback(Message::Text(clear.into()))
-                .err()
-                .map(|_| CallEnd::Read(ReadEnd::Stalled))
-        }
-        AgentAction::HangUp {
-            disposition,
-            reason,
-        } => Some(CallEnd::agent_hangup(disposition, reason)),
+}
+
+impl PlaybackWire for TwilioWire<'_> {
+    fn audio(&self, samples: &[i16]) -> Message {
+        let mut payload = Vec::with_capacity(samples.len());
+        self.law.encode(samples, &mut payload);
+        let media = Outbound::Media {
+            stream_sid: self.stream_sid,
+            payload: &payload,
+        };
+        Message::Text(media.to_json().into())
+    }
+
+    fn mark(&self, name: &str) -> Message {
+        let mark = Outbound::Mark {
+            stream_sid: self.stream_sid,
+            name,
+        };
+        Message::Text(mark.to_json().into())
+    }
+
+    fn clear(&self) -> Message {
+        let clear = Outbound::Clear {
+            stream_sid: self.stream_sid,
+        };
+        Message::Text(clear.to_json().into())
     }
 }
 

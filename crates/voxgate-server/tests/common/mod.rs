@@ -109,14 +109,7 @@ impl TestServer {
 /// with no extra dependency. Returns the status, the lower-cased head and
 /// the (de-chunked) body.
 pub async fn http_exchange(addr: SocketAddr, request: String) -> (u16, String, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
-        .await
-        .expect("response in time")
-        .expect("read");
+    let raw = exchange_raw(addr, &request).await;
     let text = String::from_utf8_lossy(&raw).into_owned();
     let status = text
         .split_whitespace()
@@ -131,6 +124,19 @@ pub async fn http_exchange(addr: SocketAddr, request: String) -> (u16, String, S
         body.to_owned()
     };
     (status, head, body)
+}
+
+/// Sends `request` on a fresh connection and reads the whole answer.
+async fn exchange_raw(addr: SocketAddr, request: &str) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+        .await
+        .expect("response in time")
+        .expect("read");
+    raw
 }
 
 /// Like [`http_exchange`], without the head.
@@ -157,15 +163,8 @@ fn dechunk(body: &str) -> String {
 
 /// A GET whose body may be binary: status, lower-cased head, body bytes.
 pub async fn http_get_bytes(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
-        .await
-        .expect("response in time")
-        .expect("read");
+    let raw = exchange_raw(addr, &request).await;
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
