@@ -498,3 +498,64 @@ async fn chat_without_an_agent_is_refused() {
     assert_eq!(refused["code"], "agent_unavailable");
     server.stop().await;
 }
+
+async fn create_persona(server: &TestServer, body: &str) {
+    let request = common::json_request(server.addr, "POST", "/api/personas", body);
+    let (status, answer) = common::http_request(server.addr, request).await;
+    assert_eq!(status, 201, "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_picks_the_persona_and_a_live_config_switches_it() {
+    let (server, llm) = server_with(Script {
+        transcripts: vec!["Hi.", "Hello again."],
+        reply: Ok("Certainly."),
+        word_gap: Duration::from_millis(1),
+    })
+    .await;
+    create_persona(
+        &server,
+        r#"{"name":"sales","instructions":"You sell boats.","greeting":"Sales here!"}"#,
+    )
+    .await;
+    create_persona(
+        &server,
+        r#"{"name":"support","instructions":"You fix boats.","greeting":"Support here!"}"#,
+    )
+    .await;
+    let mut monitor = monitor(&server).await;
+    let options = LiveCallerOptions {
+        persona: "sales".to_owned(),
+        ..LiveCallerOptions::default()
+    };
+    let mut caller = LiveCaller::dial(server.addr, "agentpersona1", options).await;
+    let greeting = event(&mut monitor, "transcript").await;
+    assert_eq!(greeting["text"], "Sales here!");
+    assert!(caller.wait_playing(false, WAIT).await);
+    caller.say(speech(600));
+    replies_become(&llm, "the first reply", |_| {
+        !llm.prompts.lock().expect("lock").is_empty()
+    })
+    .await;
+    let system = |n: usize| llm.prompts.lock().expect("lock")[n][0].content.clone();
+    assert_eq!(system(0), "You sell boats.");
+
+    let config = format!(
+        r#"{{"type":"config","call_id":"{}","persona":"support"}}"#,
+        caller.call_sid
+    );
+    send_text(&mut monitor, config).await;
+    next_of_type(&mut monitor, "config.applied").await;
+    assert!(caller.wait_playing(true, WAIT).await);
+    assert!(caller.wait_playing(false, WAIT).await);
+    // The persona lookup runs beside the call; give it a moment.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    caller.say(speech(600));
+    replies_become(&llm, "the second reply", |_| {
+        llm.prompts.lock().expect("lock").len() >= 2
+    })
+    .await;
+    assert_eq!(system(1), "You fix boats.");
+    caller.hang_up().await;
+    server.stop().await;
+}
