@@ -16,7 +16,7 @@ use voxgate_server::agent::AgentState;
 use voxgate_server::config::Config;
 use voxgate_testkit::{LiveCaller, LiveCallerOptions, connect, send_text};
 
-/// How long the call goes on after the caller's audio while nothing happens.
+/// How long the call goes on after the agent's answer while nothing happens.
 const QUIET_END: Duration = Duration::from_secs(3);
 /// The longest the agent may take to answer once the caller is done.
 const ANSWER_LIMIT: Duration = Duration::from_secs(60);
@@ -67,14 +67,14 @@ pub async fn call(
     let speech_len = Duration::from_millis(speech.len() as u64 / 8);
     caller.say(speech);
     tokio::time::sleep(speech_len).await;
-    // The call ends once the agent has answered and all is quiet.
-    let deadline = tokio::time::Instant::now() + ANSWER_LIMIT;
-    loop {
-        let answered = caller.wait_playing(true, QUIET_END).await;
-        if !answered || tokio::time::Instant::now() > deadline {
-            break;
+    // The call ends once the agent has answered and all is quiet again.
+    if caller.wait_playing(true, ANSWER_LIMIT).await {
+        loop {
+            caller.wait_playing(false, ANSWER_LIMIT).await;
+            if !caller.wait_playing(true, QUIET_END).await {
+                break;
+            }
         }
-        caller.wait_playing(false, ANSWER_LIMIT).await;
     }
     let audio = caller.hang_up().await;
     // The monitor prints until the call's end reaches it.
