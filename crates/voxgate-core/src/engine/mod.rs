@@ -223,6 +223,8 @@ pub enum Input {
     SttFinal {
         /// The turn.
         turn: TurnId,
+        /// The request it answers (from [`Output::Transcribe`]).
+        attempt: u32,
         /// What the caller said.
         text: String,
     },
@@ -283,6 +285,10 @@ pub enum Output {
     Transcribe {
         /// The turn.
         turn: TurnId,
+        /// Identifies this request; its [`Input::SttFinal`] carries it back.
+        /// A turn may be transcribed more than once: as soon as the caller
+        /// pauses, and again if they go on.
+        attempt: u32,
         /// The utterance, at [`INPUT_RATE_HZ`].
         audio: Vec<i16>,
     },
@@ -445,6 +451,8 @@ struct Utterance {
     turn: TurnId,
     /// The first speech onset.
     started: Instant,
+    /// Speech runs so far (pauses split them).
+    runs: u32,
     audio: Vec<i16>,
     /// Total speech in this utterance (sum of speech runs).
     speech: Duration,
@@ -457,6 +465,17 @@ enum Verdict {
     Pending,
     Complete,
     Incomplete,
+}
+
+/// A transcription in flight (or answered early).
+#[derive(Debug)]
+struct SttRequest {
+    turn: TurnId,
+    attempt: u32,
+    /// The utterance's speech runs it covers.
+    runs: u32,
+    /// Its text, when it came back before the end of turn was decided.
+    text: Option<String>,
 }
 
 /// Waiting to decide that the caller finished.
@@ -525,6 +544,10 @@ pub struct CallEngine {
     endpointing: Option<Endpointing>,
     /// Turn whose transcript is awaited, with its timings.
     transcribing: Option<(TurnId, Timings)>,
+    /// The latest transcription asked for.
+    stt_request: Option<SttRequest>,
+    /// The last transcription attempt number used.
+    next_attempt: u32,
     /// Caller words not answered yet (a reply cancelled because the caller
     /// went on talking); they lead the next prompt.
     unanswered: Vec<String>,
@@ -553,6 +576,8 @@ impl CallEngine {
             utterance: None,
             endpointing: None,
             transcribing: None,
+            stt_request: None,
+            next_attempt: 0,
             unanswered: Vec::new(),
             reply: None,
             interruption: None,
@@ -613,7 +638,11 @@ impl CallEngine {
             Input::EndOfTurn { turn, probability } => {
                 self.end_of_turn_verdict(now, turn, probability)
             }
-            Input::SttFinal { turn, text } => self.stt_final(now, turn, text),
+            Input::SttFinal {
+                turn,
+                attempt,
+                text,
+            } => self.stt_final(now, turn, attempt, text),
             Input::LlmToken { turn, text } => self.llm_token(now, turn, &text),
             Input::LlmDone { turn } => self.llm_done(now, turn),
             Input::TtsAudio { segment, samples } => self.tts_audio(now, segment, &samples),
@@ -902,13 +931,17 @@ impl CallEngine {
         self.endpointing = None;
         match self.utterance.as_mut() {
             // The caller goes on after a pause: same turn.
-            Some(u) => u.run_onset = Some(onset),
+            Some(u) => {
+                u.run_onset = Some(onset);
+                u.runs += 1;
+            }
             None => {
                 let turn = TurnId(self.next_turn);
                 self.next_turn += 1;
                 self.utterance = Some(Utterance {
                     turn,
                     started: onset,
+                    runs: 1,
                     audio: self.recent_audio.iter().copied().collect(),
                     speech: Duration::ZERO,
                     run_onset: Some(onset),
@@ -990,6 +1023,9 @@ impl CallEngine {
             silence_since: last_speech,
             verdict: Verdict::Pending,
         });
+        // Transcribe while the end of turn is being decided: if the caller
+        // is done, the words are ready sooner.
+        self.request_transcript();
         if self.persona.turn.use_end_of_turn_model {
             let Some(u) = self.utterance.as_ref() else {
                 return;
@@ -1038,13 +1074,61 @@ impl CallEngine {
         let mut timings = Timings::new(u.started, e.silence_since);
         timings.end_of_turn = Some(now);
         self.transcribing = Some((u.turn, timings));
+        let covered = self
+            .stt_request
+            .as_ref()
+            .is_some_and(|r| r.turn == u.turn && r.runs == u.runs);
+        if !covered {
+            // The caller spoke again after the last request.
+            self.utterance = Some(u);
+            self.request_transcript();
+            self.utterance = None;
+            return;
+        }
+        let ready = self.stt_request.as_mut().and_then(|r| {
+            let text = r.text.take()?;
+            Some((r.attempt, text))
+        });
+        if let Some((attempt, text)) = ready {
+            self.stt_final(now, u.turn, attempt, text);
+        }
+    }
+
+    /// Asks for the transcript of the utterance so far.
+    fn request_transcript(&mut self) {
+        let Some(u) = self.utterance.as_ref() else {
+            return;
+        };
+        self.next_attempt += 1;
+        let (turn, attempt) = (u.turn, self.next_attempt);
+        self.stt_request = Some(SttRequest {
+            turn,
+            attempt,
+            runs: u.runs,
+            text: None,
+        });
+        let audio = u.audio.clone();
         self.emit(Output::Transcribe {
-            turn: u.turn,
-            audio: u.audio,
+            turn,
+            attempt,
+            audio,
         });
     }
 
-    fn stt_final(&mut self, now: Instant, turn: TurnId, text: String) {
+    fn stt_final(&mut self, now: Instant, turn: TurnId, attempt: u32, text: String) {
+        let Some(request) = self
+            .stt_request
+            .as_mut()
+            .filter(|r| r.turn == turn && r.attempt == attempt)
+        else {
+            return;
+        };
+        if self.transcribing.as_ref().is_none_or(|(t, _)| *t != turn) {
+            // Early: kept until the end of the turn is decided.
+            request.text = Some(text);
+            return;
+        }
+        self.stt_request = None;
         let Some((_, mut timings)) = self.transcribing.take_if(|(t, _)| *t == turn) else {
             return;
         };
@@ -1173,6 +1257,7 @@ impl CallEngine {
         self.utterance = None;
         self.endpointing = None;
         self.transcribing = None;
+        self.stt_request = None;
         self.interruption = None;
         self.idle_since = None;
     }

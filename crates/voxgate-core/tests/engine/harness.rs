@@ -69,6 +69,8 @@ pub struct Sim {
     scheduled: Vec<(Instant, u64, Input)>,
     seq: u64,
     segment_turns: HashMap<SegmentId, TurnId>,
+    /// What the caller said in each turn, once asked.
+    turn_words: HashMap<TurnId, String>,
     /// Marks the carrier will echo, with the time playback reaches them.
     carrier: VecDeque<(Instant, String)>,
     carrier_busy_until: Instant,
@@ -88,6 +90,7 @@ impl Sim {
             scheduled: Vec::new(),
             seq: 0,
             segment_turns: HashMap::new(),
+            turn_words: HashMap::new(),
             carrier: VecDeque::new(),
             carrier_busy_until: t0,
             log: Vec::new(),
@@ -183,10 +186,23 @@ impl Sim {
                     );
                 }
             }
-            Output::Transcribe { turn, .. } => {
-                let text = self.fakes.transcripts.pop_front().unwrap_or_default();
+            Output::Transcribe { turn, attempt, .. } => {
+                // The words of a turn do not change with the request.
+                let transcripts = &mut self.fakes.transcripts;
+                let text = self
+                    .turn_words
+                    .entry(*turn)
+                    .or_insert_with(|| transcripts.pop_front().unwrap_or_default())
+                    .clone();
                 let latency = self.fakes.stt_latency;
-                self.schedule(latency, Input::SttFinal { turn: *turn, text });
+                self.schedule(
+                    latency,
+                    Input::SttFinal {
+                        turn: *turn,
+                        attempt: *attempt,
+                        text,
+                    },
+                );
             }
             Output::Prompt { turn, .. } => {
                 if self.fakes.fail_llm {

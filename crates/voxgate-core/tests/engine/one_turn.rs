@@ -116,9 +116,37 @@ fn a_pause_inside_a_turn_does_not_split_it() {
     sim.run(Duration::from_millis(900), Caller::Silent);
     sim.run(Duration::from_millis(800), Caller::Speaking);
     sim.run(Duration::from_secs(6), Caller::Silent);
+    // Transcribed at each pause; the turn is answered once, from the
+    // transcript of all of it.
+    let requests: Vec<(u64, usize)> = sim
+        .outputs()
+        .filter_map(|(_, o)| match o {
+            Output::Transcribe { turn, audio, .. } => Some((turn.0, audio.len())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert_eq!(requests[0].0, requests[1].0, "one turn");
+    assert!(
+        requests[1].1 > requests[0].1,
+        "the last covers the whole turn"
+    );
+    assert_eq!(sim.prompts().len(), 1, "answered once");
+}
+
+#[test]
+fn the_transcript_is_asked_for_while_the_end_of_turn_is_decided() {
+    let mut sim = Sim::answered(Persona::default(), fakes());
+    sim.run(Duration::from_millis(1500), Caller::Speaking);
+    sim.run(Duration::from_secs(6), Caller::Silent);
+    let m = &metrics(&sim)[0];
+    let (end_of_turn, stt) = (m.end_of_turn_ms.unwrap_or(0), m.stt_final_ms.unwrap_or(0));
+    // STT takes 300 ms in the fakes; it started when the VAD saw the
+    // caller stop, before the end of turn was decided.
+    assert!(stt < end_of_turn + 300, "{m:?}");
     assert_eq!(
         sim.count(|o| matches!(o, Output::Transcribe { .. })),
         1,
-        "one turn, one transcription"
+        "the early transcript is the final one"
     );
 }

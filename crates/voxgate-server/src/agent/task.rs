@@ -407,7 +407,11 @@ impl Workers {
     fn start(&mut self, output: Output) {
         match output {
             Output::CheckEndOfTurn { turn, audio } => self.check_end_of_turn(turn, audio),
-            Output::Transcribe { turn, audio } => self.transcribe(turn, audio),
+            Output::Transcribe {
+                turn,
+                attempt,
+                audio,
+            } => self.transcribe(turn, attempt, audio),
             Output::Prompt { turn, messages } => {
                 let token = self.token.child_token();
                 self.llm_turns.retain(|_, t| !t.is_cancelled());
@@ -492,12 +496,16 @@ impl Workers {
         });
     }
 
-    fn transcribe(&self, turn: TurnId, audio: Vec<i16>) {
+    fn transcribe(&self, turn: TurnId, attempt: u32, audio: Vec<i16>) {
         let mut rx = self.providers.stt.transcribe(audio);
         let results = self.results.clone();
         self.spawn(self.token.clone(), async move {
             let input = match rx.recv().await {
-                Some(Ok(text)) => Input::SttFinal { turn, text },
+                Some(Ok(text)) => Input::SttFinal {
+                    turn,
+                    attempt,
+                    text,
+                },
                 Some(Err(e)) => failed(Stage::Stt, &e),
                 None => failed(Stage::Stt, &"the transcriber stopped without a result"),
             };
