@@ -65,8 +65,11 @@ fn load(paths: &ModelPaths) -> anyhow::Result<LocalModels> {
         PiperOptions::default(),
     )
     .context("Piper voice")?;
-    let stt =
-        WhisperStt::load(paths.whisper_dir()?, WhisperConfig::default()).context("Whisper")?;
+    let stt = WhisperStt::load(
+        paths.whisper_dir()?,
+        WhisperConfig::default().with_int8(true),
+    )
+    .context("Whisper")?;
     let llm = LlamaLlm::load(
         LlamaRuntime::init().context("llama.cpp")?,
         paths.smollm2_gguf()?,
