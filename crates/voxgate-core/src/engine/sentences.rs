@@ -13,6 +13,10 @@ pub struct SentenceSplitter {
 /// calls few and prosody natural.
 const MIN_LATER_SENTENCE_CHARS: usize = 24;
 
+/// The first segment may also end at a comma once it holds this many words,
+/// so that a long first sentence does not hold back the first audio.
+const MIN_FIRST_CLAUSE_WORDS: usize = 4;
+
 impl SentenceSplitter {
     /// Adds a token; returns any sentences it completes.
     pub fn push(&mut self, token: &str) -> Vec<String> {
@@ -37,6 +41,11 @@ impl SentenceSplitter {
         (!rest.is_empty()).then(|| rest.to_owned())
     }
 
+    /// Whether a comma at byte `i` ends a first segment long enough to speak.
+    fn is_first_clause(&self, i: usize) -> bool {
+        !self.emitted_any && self.buffer[..i].split_whitespace().count() >= MIN_FIRST_CLAUSE_WORDS
+    }
+
     /// Byte index just past a sentence end followed by whitespace, if the
     /// sentence so far is long enough to stand alone.
     fn sentence_end(&self) -> Option<usize> {
@@ -48,8 +57,9 @@ impl SentenceSplitter {
         let bytes = self.buffer.as_bytes();
         let mut i = 0;
         while i + 1 < bytes.len() {
-            let is_end =
-                matches!(bytes[i], b'.' | b'!' | b'?' | b';' | b':') || (bytes[i] == b'\n');
+            let is_end = matches!(bytes[i], b'.' | b'!' | b'?' | b';' | b':')
+                || (bytes[i] == b'\n')
+                || (bytes[i] == b',' && self.is_first_clause(i));
             if is_end && bytes[i + 1].is_ascii_whitespace() && self.buffer[..=i].trim().len() >= min
             {
                 // A decimal point or an abbreviation like "Dr." followed by a
@@ -73,6 +83,22 @@ mod tests {
         let mut out: Vec<String> = tokens.iter().flat_map(|t| s.push(t)).collect();
         out.extend(s.finish());
         out
+    }
+
+    #[test]
+    fn a_long_first_sentence_goes_out_at_its_first_clause() {
+        assert_eq!(
+            split(&[
+                "Sure, I can book a table, ",
+                "and we open at nine, ",
+                "every day. Bye."
+            ]),
+            [
+                "Sure, I can book a table,",
+                "and we open at nine, every day.",
+                "Bye."
+            ]
+        );
     }
 
     #[test]
