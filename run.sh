@@ -6,6 +6,5 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/install-deps
-cargo build --release --locked -p voxgate
-target/release/voxgate models fetch
-exec target/release/voxgate serve "$@"
+cargo run --release --locked -q -p voxgate -- models fetch
+exec cargo run --release --locked -q -p voxgate -- serve "$@"
