@@ -283,23 +283,28 @@ pub struct CallDetail {
     recording_url: Option<String>,
 }
 
+/// The record of the call `call_sid` names, or why there is none.
+pub(crate) async fn call_record(state: &AppState, call_sid: &str) -> Result<CallRecord, ApiError> {
+    let id = CallSid::new(call_sid.to_owned())
+        .map_err(|e| ApiError::BadRequest(format!("bad call id: {e}")))?;
+    state
+        .store
+        .get_call(&id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no call {call_sid}")))
+}
+
 /// `GET /api/calls/{call_sid}`: the record, transcript and recording URL.
 pub async fn get_call(
     State(state): State<AppState>,
     Path(call_sid): Path<String>,
 ) -> Result<Json<CallDetail>, ApiError> {
-    let id = CallSid::new(call_sid.clone())
-        .map_err(|e| ApiError::BadRequest(format!("bad call id: {e}")))?;
-    let record = state
-        .store
-        .get_call(&id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no call {call_sid}")))?;
-    let transcript = state.store.transcript(&id).await?;
+    let record = call_record(&state, &call_sid).await?;
+    let transcript = state.store.transcript(&record.call_sid).await?;
     let recording_url = match &record.recording_path {
         Some(stored) => recordings::resolve(&state.config.recordings_dir, stored)
             .await
-            .map(|_| recordings::url(&id)),
+            .map(|_| recordings::url(&record.call_sid)),
         None => None,
     };
     Ok(Json(CallDetail {

@@ -19,7 +19,7 @@ use voxgate_core::audio::CallRecorder;
 use voxgate_core::ids::CallSid;
 
 use crate::app::AppState;
-use crate::http::ApiError;
+use crate::http::{ApiError, call_record};
 
 /// Why a recording could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -142,13 +142,7 @@ pub async fn get_recording(
     State(state): State<AppState>,
     UrlPath(call_sid): UrlPath<String>,
 ) -> Result<Response, ApiError> {
-    let id = CallSid::new(call_sid.clone())
-        .map_err(|e| ApiError::BadRequest(format!("bad call id: {e}")))?;
-    let record = state
-        .store
-        .get_call(&id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no call {call_sid}")))?;
+    let record = call_record(&state, &call_sid).await?;
     let no_recording = || ApiError::NotFound(format!("call {call_sid} has no recording"));
     let stored = record.recording_path.ok_or_else(no_recording)?;
     let path = resolve(&state.config.recordings_dir, &stored)
@@ -165,7 +159,7 @@ pub async fn get_recording(
         // The escaped name needs no quoting rules beyond the quotes.
         (
             header::CONTENT_DISPOSITION,
-            format!("inline; filename=\"{}\"", file_name(&id)),
+            format!("inline; filename=\"{}\"", file_name(&record.call_sid)),
         ),
     ];
     Ok((headers, Body::from_stream(ReaderStream::new(file))).into_response())
