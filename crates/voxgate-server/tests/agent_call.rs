@@ -175,6 +175,14 @@ async fn replies_become(llm: &ScriptedLlm, what: &str, check: impl Fn(usize) -> 
     }
 }
 
+/// A caller on the default persona who has heard the greeting play out.
+async fn greeted_caller(server: &TestServer, tag: &str) -> LiveCaller {
+    let mut caller = LiveCaller::dial(server.addr, tag, LiveCallerOptions::default()).await;
+    assert!(caller.wait_playing(true, WAIT).await, "the greeting plays");
+    assert!(caller.wait_playing(false, WAIT).await, "the greeting ends");
+    caller
+}
+
 /// Reads caller observations until one matches.
 async fn until(caller: &mut LiveCaller, what: &str, matches: impl Fn(&Heard) -> bool) -> Heard {
     loop {
@@ -324,11 +332,8 @@ async fn barge_in_clears_playback_and_says_what_was_heard() {
     })
     .await;
     let mut monitor = monitor(&server).await;
-    let mut caller =
-        LiveCaller::dial(server.addr, "agentbarge01", LiveCallerOptions::default()).await;
+    let mut caller = greeted_caller(&server, "agentbarge01").await;
     event(&mut monitor, "transcript").await;
-    assert!(caller.wait_playing(true, WAIT).await);
-    assert!(caller.wait_playing(false, WAIT).await);
 
     caller.say(speech(600));
     assert!(
@@ -363,10 +368,7 @@ async fn a_failing_model_gets_an_apology_and_a_clean_hang_up() {
         word_gap: Duration::from_millis(5),
     })
     .await;
-    let mut caller =
-        LiveCaller::dial(server.addr, "agentfail01", LiveCallerOptions::default()).await;
-    assert!(caller.wait_playing(true, WAIT).await);
-    assert!(caller.wait_playing(false, WAIT).await);
+    let mut caller = greeted_caller(&server, "agentfail01").await;
     caller.say(speech(600));
     assert!(caller.wait_playing(true, WAIT).await, "the apology plays");
     let closed = until(&mut caller, "the hang-up", |h| {
@@ -407,10 +409,7 @@ async fn hanging_up_mid_reply_cancels_the_turn() {
         word_gap: Duration::from_millis(300),
     })
     .await;
-    let mut caller =
-        LiveCaller::dial(server.addr, "agenthang01", LiveCallerOptions::default()).await;
-    assert!(caller.wait_playing(true, WAIT).await);
-    assert!(caller.wait_playing(false, WAIT).await);
+    let caller = greeted_caller(&server, "agenthang01").await;
     caller.say(speech(600));
     replies_become(&llm, "the model starts", |active| active > 0).await;
     caller.hang_up().await;

@@ -15,12 +15,36 @@ use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async_with_config};
+use voxgate_core::audio::{Resampler, SampleRate, parse_wav};
 
 /// A client WebSocket.
 pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How long a helper waits for a frame before failing the test.
 pub const RECV_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `text` spoken by espeak-ng (US English, `words_per_minute`), as mono
+/// PCM16 at `rate`. Needs the `espeak-ng` program (`apt-get install espeak-ng`).
+pub fn espeak(text: &str, words_per_minute: u32, rate: SampleRate) -> Vec<i16> {
+    let output = std::process::Command::new("espeak-ng")
+        .args([
+            "-v",
+            "en-us",
+            "-s",
+            &words_per_minute.to_string(),
+            "--stdout",
+            text,
+        ])
+        .output()
+        .expect("running espeak-ng (apt-get install espeak-ng)");
+    assert!(output.status.success(), "espeak-ng failed: {output:?}");
+    let wav = parse_wav(&output.stdout).expect("espeak-ng writes a PCM16 WAV");
+    let mut resampler = Resampler::new(wav.sample_rate, rate).expect("a resamplable rate");
+    let mut samples = Vec::new();
+    resampler.process(&wav.to_mono(), &mut samples);
+    resampler.flush(&mut samples);
+    samples
+}
 
 /// One 20 ms frame of μ-law silence at 8 kHz (0xFF encodes zero).
 pub fn ulaw_silence_frame() -> Vec<u8> {

@@ -10,17 +10,18 @@
 //! Run with `cargo bench -p voxgate --bench voice` (needs the models, which
 //! `voxgate models fetch` or the first run installs, and espeak-ng).
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::PrometheusBuilder;
 use serde_json::Value;
-use voxgate_core::audio::{Resampler, SampleRate, parse_wav};
+use voxgate_core::audio::SampleRate;
 use voxgate_models::models_dir;
 use voxgate_server::Server;
 use voxgate_server::agent::AgentState;
 use voxgate_server::config::Config;
-use voxgate_testkit::{Heard, LiveCaller, LiveCallerOptions, connect, next_json, send_text};
+use voxgate_testkit::{
+    Heard, LiveCaller, LiveCallerOptions, connect, espeak, next_json, send_text,
+};
 
 const QUESTIONS: [&str; 6] = [
     "What time do you open tomorrow?",
@@ -37,15 +38,7 @@ const MEMORY_CALLS: usize = 8;
 const WAIT: Duration = Duration::from_secs(60);
 
 fn speak(text: &str) -> Vec<i16> {
-    let output = Command::new("espeak-ng")
-        .args(["-v", "en-us", "-s", "160", "--stdout", text])
-        .output()
-        .expect("espeak-ng");
-    let wav = parse_wav(&output.stdout).expect("espeak-ng WAV");
-    let mut resampler = Resampler::new(wav.sample_rate, SampleRate::HZ_8000).expect("rate");
-    let mut out = Vec::new();
-    resampler.process(&wav.to_mono(), &mut out);
-    resampler.flush(&mut out);
+    let mut out = espeak(text, 160, SampleRate::HZ_8000);
     // espeak pads with silence; the caller stops at the last sound.
     let end = out.iter().rposition(|s| s.abs() > 300).map_or(0, |i| i + 1);
     out.truncate(end);

@@ -9,25 +9,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{listening_address, temp_dir, voxgate, wait_ready};
-use voxgate_core::audio::{Resampler, SampleRate, parse_wav};
-use voxgate_testkit::{LiveCaller, LiveCallerOptions, connect, next_json, send_text};
+use voxgate_core::audio::{SampleRate, parse_wav};
+use voxgate_testkit::{LiveCaller, LiveCallerOptions, connect, espeak, next_json, send_text};
 
 const SENTENCE: &str = "What is the capital of France?";
-
-/// `text` spoken by espeak-ng, at 8 kHz.
-fn speak(text: &str) -> Vec<i16> {
-    let output = Command::new("espeak-ng")
-        .args(["-v", "en-us", "-s", "150", "--stdout", text])
-        .output()
-        .expect("running espeak-ng (apt-get install espeak-ng)");
-    assert!(output.status.success(), "espeak-ng failed: {output:?}");
-    let wav = parse_wav(&output.stdout).expect("espeak-ng writes a PCM16 WAV");
-    let mut resampler = Resampler::new(wav.sample_rate, SampleRate::HZ_8000).expect("rate");
-    let mut samples = Vec::new();
-    resampler.process(&wav.to_mono(), &mut samples);
-    resampler.flush(&mut samples);
-    samples
-}
 
 fn loud(samples: &[i16]) -> usize {
     samples.iter().filter(|s| s.abs() > 1000).count()
@@ -68,7 +53,7 @@ async fn the_local_agent_hears_and_answers_a_caller() {
         "the greeting ends"
     );
     let said_at = std::time::Instant::now();
-    caller.say(speak(SENTENCE));
+    caller.say(espeak(SENTENCE, 150, SampleRate::HZ_8000));
 
     let (mut heard_words, mut answer, mut metrics) = (None, None, None);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);

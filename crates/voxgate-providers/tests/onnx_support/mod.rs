@@ -10,10 +10,9 @@
 // Each test file uses a different subset of these helpers.
 #![allow(dead_code)]
 
-use std::process::Command;
 use std::sync::OnceLock;
 
-use voxgate_core::audio::{Resampler, SampleRate, parse_wav};
+use voxgate_core::audio::SampleRate;
 use voxgate_models::{Manifest, ModelPaths, NoProgress, fetch, models_dir};
 use voxgate_providers::local::OnnxRuntime;
 
@@ -41,17 +40,7 @@ pub(crate) fn runtime() -> &'static OnnxRuntime {
 
 /// `text` spoken by espeak-ng (US English, 150 words per minute) at `rate`.
 pub(crate) fn speak(text: &str, rate: SampleRate) -> Vec<i16> {
-    let output = Command::new("espeak-ng")
-        .args(["-v", "en-us", "-s", "150", "--stdout", text])
-        .output()
-        .expect("running espeak-ng (apt-get install espeak-ng)");
-    assert!(output.status.success(), "espeak-ng failed: {output:?}");
-    let wav = parse_wav(&output.stdout).expect("espeak-ng writes a PCM16 WAV");
-    let mut resampler = Resampler::new(wav.sample_rate, rate).expect("a resamplable rate");
-    let mut samples = Vec::new();
-    resampler.process(&wav.to_mono(), &mut samples);
-    resampler.flush(&mut samples);
-    samples
+    voxgate_testkit::espeak(text, 150, rate)
 }
 
 /// Root mean square of PCM16 samples (0 for none).
