@@ -22,17 +22,20 @@ pub enum Disposition {
     Error,
     /// The server was shutting down and the drain deadline passed.
     Shutdown,
+    /// The agent transferred the call to a person.
+    Transferred,
 }
 
 impl Disposition {
     /// Every disposition, for exhaustive metrics and tests.
-    pub const ALL: [Disposition; 6] = [
+    pub const ALL: [Disposition; 7] = [
         Disposition::Completed,
         Disposition::Hangup,
         Disposition::Dropped,
         Disposition::Timeout,
         Disposition::Error,
         Disposition::Shutdown,
+        Disposition::Transferred,
     ];
 
     /// The stable lower-case name used on the wire and in storage.
@@ -44,6 +47,7 @@ impl Disposition {
             Disposition::Timeout => "timeout",
             Disposition::Error => "error",
             Disposition::Shutdown => "shutdown",
+            Disposition::Transferred => "transferred",
         }
     }
 }

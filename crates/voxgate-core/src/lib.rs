@@ -14,4 +14,5 @@ pub mod ids;
 pub mod persona;
 pub mod phone;
 pub mod twilio;
+pub mod twilio_signature;
 pub mod wire;

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Persona, TurnSettings, VadSettings};
+use crate::engine::{
+    END_CALL_TOOL, Persona, TRANSFER_CALL_TOOL, ToolSpec, TurnSettings, VadSettings,
+};
 use crate::events::JobConfig;
 
 /// The persona every call falls back to; it always exists.
@@ -27,6 +29,14 @@ pub struct PersonaSpec {
     pub greeting: String,
     /// Said after a long silence; empty for none.
     pub reprompt: String,
+    /// Said when the agent ends the call and had not said goodbye.
+    pub goodbye: String,
+    /// Said while one of the persona's tools runs; empty for none.
+    pub tool_filler: String,
+    /// Numbers (E.164) the agent may transfer calls to.
+    pub transfer_numbers: Vec<String>,
+    /// HTTP tools the agent may call.
+    pub tools: Vec<HttpToolSpec>,
     /// TTS voice id; the provider's default when unset.
     pub voice: Option<String>,
     /// Language tag of the conversation (`en`, `en-US`).
@@ -35,6 +45,50 @@ pub struct PersonaSpec {
     pub vad: VadSpec,
     /// Turn-taking.
     pub turn: TurnSpec,
+}
+
+/// A tool the agent may call: voxgate POSTs the model's arguments (a JSON
+/// object) to `url` and gives the model the response body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpToolSpec {
+    /// The name the model calls it by: letters, digits, `_`, `-`, up to 64.
+    pub name: String,
+    /// What it does, for the model.
+    #[serde(default)]
+    pub description: String,
+    /// JSON schema of its arguments (an object schema).
+    #[serde(default = "empty_object_schema")]
+    pub parameters: serde_json::Value,
+    /// Where to POST the arguments (`http` or `https`).
+    pub url: String,
+    /// How long to wait for the answer.
+    #[serde(default = "default_tool_timeout_ms")]
+    pub timeout_ms: u32,
+}
+
+fn empty_object_schema() -> serde_json::Value {
+    serde_json::json!({"type": "object", "properties": {}})
+}
+
+fn default_tool_timeout_ms() -> u32 {
+    5000
+}
+
+impl HttpToolSpec {
+    /// How the model sees it.
+    pub fn to_tool(&self) -> ToolSpec {
+        ToolSpec {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            parameters: self.parameters.clone(),
+        }
+    }
+
+    /// How long to wait for the answer.
+    pub fn timeout(&self) -> Duration {
+        duration(self.timeout_ms)
+    }
 }
 
 /// Speech detection settings, in milliseconds.
@@ -117,6 +171,10 @@ impl Default for PersonaSpec {
             instructions: p.instructions,
             greeting: p.greeting,
             reprompt: p.reprompt,
+            goodbye: p.goodbye,
+            tool_filler: p.tool_filler,
+            transfer_numbers: p.transfer_numbers,
+            tools: Vec::new(),
             voice: None,
             language: "en".to_owned(),
             vad: VadSpec::default(),
@@ -158,6 +216,43 @@ impl PersonaSpec {
             self.reprompt.chars().count() <= 500,
             "reprompt must be at most 500 characters",
         );
+        check(
+            self.goodbye.chars().count() <= 500 && self.tool_filler.chars().count() <= 500,
+            "goodbye and tool_filler must be at most 500 characters",
+        );
+        for number in &self.transfer_numbers {
+            check(
+                crate::phone::normalize_e164(number).as_deref() == Some(number.as_str()),
+                &format!("transfer_numbers: {number:?} is not an E.164 number like +14155550100"),
+            );
+        }
+        let mut names = std::collections::HashSet::new();
+        for tool in &self.tools {
+            let name = &tool.name;
+            check(
+                is_valid_name(name) && name != END_CALL_TOOL && name != TRANSFER_CALL_TOOL,
+                &format!(
+                    "tools: {name:?} must be 1-64 letters, digits, '-' or '_', and not a \
+                     built-in tool"
+                ),
+            );
+            check(
+                names.insert(name),
+                &format!("tools: {name:?} is declared twice"),
+            );
+            check(
+                tool.url.starts_with("http://") || tool.url.starts_with("https://"),
+                &format!("tools: {name:?} needs an http or https url"),
+            );
+            check(
+                tool.parameters.get("type").and_then(|t| t.as_str()) == Some("object"),
+                &format!("tools: {name:?} parameters must be a JSON schema of type object"),
+            );
+            check(
+                (100..=MAX_TIMING_MS).contains(&tool.timeout_ms),
+                &format!("tools: {name:?} timeout_ms must be between 100 and 60000"),
+            );
+        }
         check(
             !self.language.is_empty() && self.language.len() <= 16,
             "language must be a language tag like en or en-US",
@@ -224,6 +319,10 @@ impl PersonaSpec {
             instructions: self.instructions.clone(),
             greeting: self.greeting.clone(),
             reprompt: self.reprompt.clone(),
+            goodbye: self.goodbye.clone(),
+            tool_filler: self.tool_filler.clone(),
+            transfer_numbers: self.transfer_numbers.clone(),
+            tools: self.tools.iter().map(HttpToolSpec::to_tool).collect(),
             turn: TurnSettings {
                 vad: VadSettings {
                     activation_threshold: activation,

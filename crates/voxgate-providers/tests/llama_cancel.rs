@@ -8,22 +8,22 @@ use std::time::{Duration, Instant};
 
 use voxgate_core::engine::{ChatMessage, Role};
 use voxgate_models::{Manifest, NoProgress, fetch, models_dir};
-use voxgate_providers::LanguageModel;
 use voxgate_providers::local::{LlamaConfig, LlamaLlm, LlamaRuntime};
+use voxgate_providers::{LanguageModel, LlmChunk, LlmRequest};
 
 const STREAM_BUFFER: usize = 4;
 const MAX_TOKENS: usize = 400;
 
 fn messages() -> Vec<ChatMessage> {
     vec![
-        ChatMessage {
-            role: Role::System,
-            content: "You are a storyteller who writes long, detailed stories.".to_owned(),
-        },
-        ChatMessage {
-            role: Role::User,
-            content: "Tell me a long story about a dragon who opens a restaurant.".to_owned(),
-        },
+        ChatMessage::new(
+            Role::System,
+            "You are a storyteller who writes long, detailed stories.".to_owned(),
+        ),
+        ChatMessage::new(
+            Role::User,
+            "Tell me a long story about a dragon who opens a restaurant.".to_owned(),
+        ),
     ]
 }
 
@@ -51,12 +51,12 @@ async fn dropping_the_receiver_stops_generation() {
 
     // The whole reply, read to the end: how long it runs when nobody stops it.
     let start = Instant::now();
-    let mut rx = llm.reply(messages());
+    let mut rx = llm.reply(LlmRequest::chat(messages()));
     let mut first_piece = None;
     let mut text = String::new();
     while let Some(piece) = rx.recv().await {
         first_piece.get_or_insert_with(|| start.elapsed());
-        text.push_str(&piece.expect("generation"));
+        text.push_str(&text_of(piece.expect("generation")));
     }
     let total = start.elapsed();
     until_idle(&llm).await;
@@ -72,7 +72,7 @@ async fn dropping_the_receiver_stops_generation() {
     );
 
     // The same reply (same seed), dropped after its first piece.
-    let mut rx = llm.reply(messages());
+    let mut rx = llm.reply(LlmRequest::chat(messages()));
     rx.recv().await.expect("a first piece").expect("generation");
     drop(rx);
     until_idle(&llm).await;
@@ -84,4 +84,12 @@ async fn dropping_the_receiver_stops_generation() {
         cancelled as usize <= 1 + STREAM_BUFFER + 2,
         "{cancelled} tokens generated after the receiver was dropped (full reply: {full})"
     );
+}
+
+/// The local model streams text only.
+fn text_of(chunk: LlmChunk) -> String {
+    match chunk {
+        LlmChunk::Text(text) => text,
+        other => panic!("the local model sent {other:?}"),
+    }
 }

@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use voxgate_core::engine::{ChatMessage, Role};
 use voxgate_models::{Manifest, ModelPaths, NoProgress, fetch, models_dir};
-use voxgate_providers::LanguageModel;
 use voxgate_providers::local::{LlamaConfig, LlamaLlm, LlamaRuntime};
+use voxgate_providers::{LanguageModel, LlmChunk, LlmRequest};
 
 /// One llama.cpp backend for the whole test binary: llama.cpp allows one
 /// per process, and every model shares it.
@@ -46,17 +46,14 @@ fn llm() -> &'static LlamaLlm {
 }
 
 fn message(role: Role, content: &str) -> ChatMessage {
-    ChatMessage {
-        role,
-        content: content.to_owned(),
-    }
+    ChatMessage::new(role, content)
 }
 
 async fn collect(llm: &LlamaLlm, messages: Vec<ChatMessage>) -> Vec<String> {
-    let mut rx = llm.reply(messages);
+    let mut rx = llm.reply(LlmRequest::chat(messages));
     let mut pieces = Vec::new();
     while let Some(piece) = rx.recv().await {
-        pieces.push(piece.expect("generation"));
+        pieces.push(text_of(piece.expect("generation")));
     }
     pieces
 }
@@ -131,11 +128,55 @@ async fn a_conversation_longer_than_the_context_is_trimmed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prompt_that_cannot_fit_is_an_input_error() {
     let huge = "word ".repeat(5000);
-    let mut rx = llm().reply(vec![message(Role::User, &huge)]);
+    let mut rx = llm().reply(LlmRequest::chat(vec![message(Role::User, &huge)]));
     let result = rx.recv().await.expect("one result");
     assert!(
         matches!(result, Err(voxgate_providers::ProviderError::Input(_))),
         "{result:?}"
     );
     assert!(rx.recv().await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_turn_reuses_the_cached_conversation() {
+    // A model of its own with one slot, so the counter and the cache are
+    // this test's alone.
+    let llm = load(LlamaConfig::default().with_slots(1));
+    let mut conversation = vec![
+        message(Role::System, "You are a short, helpful assistant."),
+        message(Role::User, "Name a colour."),
+    ];
+    let first = collect(&llm, conversation.clone()).await.concat();
+    let first_cost = llm.evaluated_prompt_tokens();
+    assert!(first_cost > 10, "{first_cost}");
+
+    conversation.push(message(Role::Assistant, first.trim()));
+    conversation.push(message(Role::User, "And another one?"));
+    let second = collect(&llm, conversation).await.concat();
+    assert!(!second.trim().is_empty());
+    let second_cost = llm.evaluated_prompt_tokens() - first_cost;
+    // Only the new turn is evaluated: not the system prompt and first
+    // exchange again.
+    assert!(
+        second_cost < first_cost,
+        "second prompt evaluated {second_cost} tokens, the first {first_cost}"
+    );
+
+    // Another conversation (a different system prompt) starts over.
+    let other = vec![
+        message(Role::System, "You answer in French."),
+        message(Role::User, "Bonjour."),
+    ];
+    let before = llm.evaluated_prompt_tokens();
+    collect(&llm, other).await;
+    let third_cost = llm.evaluated_prompt_tokens() - before;
+    assert!(third_cost > 5, "{third_cost}");
+}
+
+/// The local model streams text only.
+fn text_of(chunk: LlmChunk) -> String {
+    match chunk {
+        LlmChunk::Text(text) => text,
+        other => panic!("the local model sent {other:?}"),
+    }
 }

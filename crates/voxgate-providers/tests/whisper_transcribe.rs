@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use voxgate_models::{Manifest, NoProgress, fetch, models_dir};
-use voxgate_providers::SpeechToText;
+use voxgate_providers::TranscribeUtterance;
 use voxgate_providers::local::{WhisperConfig, WhisperStt};
 
 const SENTENCE: &str = "Hello, I would like to book a table for two people tonight.";

@@ -20,6 +20,8 @@ use crate::personas;
 use crate::recordings;
 use crate::registry::CallRegistry;
 use crate::sessions::ParkedSessions;
+use crate::twilio_api::TwilioApi;
+use crate::twilio_routes;
 use crate::ws;
 
 /// Cancellation and task tracking for everything the server runs.
@@ -62,6 +64,9 @@ pub struct Shared {
     pub open_connections: Arc<AtomicUsize>,
     /// Whether calls get an agent, and its providers.
     pub agent: tokio::sync::watch::Sender<AgentState>,
+    /// Twilio's REST API (place, hang up, transfer calls), when the
+    /// account SID and auth token are configured.
+    pub twilio: Option<TwilioApi>,
 }
 
 impl AppState {
@@ -89,7 +94,11 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))
         .route("/metrics", get(http::metrics))
-        .route("/api/calls", get(http::list_calls))
+        .route("/twilio/status", post(twilio_routes::status_callback))
+        .route(
+            "/api/calls",
+            get(http::list_calls).post(twilio_routes::create_call),
+        )
         .route("/api/calls/{call_sid}", get(http::get_call))
         .route(
             "/api/calls/{call_sid}/recording",

@@ -110,6 +110,7 @@ impl LiveCall {
                     carrier_rate: start.audio_rate,
                     job: start.config.clone(),
                     started,
+                    transfer: None,
                 },
                 state.store.clone(),
                 state.records.clone(),

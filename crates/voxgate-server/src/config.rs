@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use voxgate_core::heartbeat::HeartbeatConfig;
+use voxgate_providers::Secret;
+use voxgate_providers::cloud::BaseUrl;
 
 /// Everything the server needs to know before it takes a call.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +34,153 @@ pub struct Config {
     /// Where call recordings (one WAV per call) are written; relative
     /// paths are from the working directory. Created on the first recording.
     pub recordings_dir: PathBuf,
+    /// Twilio's REST API and webhook signatures.
+    pub twilio: TwilioConfig,
+    /// Which providers the agent uses, and how to reach them.
+    pub agent: AgentConfig,
+}
+
+/// The agent's providers: local models by default, cloud vendors by
+/// configuration (`VOXGATE_MODE`, `VOXGATE_STT`, `VOXGATE_LLM`,
+/// `VOXGATE_TTS`, the vendors' keys and base URLs).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AgentConfig {
+    /// Pipeline (VAD, STT, LLM, TTS) or speech to speech.
+    pub mode: AgentMode,
+    /// Speech to text.
+    pub stt: SttProvider,
+    /// The language model.
+    pub llm: LlmProvider,
+    /// Text to speech.
+    pub tts: TtsProvider,
+    /// `VOXGATE_STT_MODEL`: the STT vendor's model (its default when unset).
+    pub stt_model: Option<String>,
+    /// `VOXGATE_LLM_MODEL`: the LLM vendor's model.
+    pub llm_model: Option<String>,
+    /// `VOXGATE_TTS_VOICE`: the TTS vendor's voice.
+    pub tts_voice: Option<String>,
+    /// `VOXGATE_TTS_MODEL`: the TTS vendor's model.
+    pub tts_model: Option<String>,
+    /// `VOXGATE_REALTIME_MODEL`: the speech-to-speech model.
+    pub realtime_model: Option<String>,
+    /// OpenAI or any compatible server (`OPENAI_API_KEY`, `OPENAI_BASE_URL`).
+    pub openai: VendorAccess,
+    /// Deepgram (`DEEPGRAM_API_KEY`, `DEEPGRAM_BASE_URL`).
+    pub deepgram: VendorAccess,
+    /// ElevenLabs (`ELEVENLABS_API_KEY` or `ELEVEN_API_KEY`,
+    /// `ELEVENLABS_BASE_URL`).
+    pub elevenlabs: VendorAccess,
+}
+
+/// How to reach one vendor.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct VendorAccess {
+    /// The API key.
+    pub api_key: Option<Secret>,
+    /// Its base URL; the vendor's public one when unset.
+    pub base_url: Option<BaseUrl>,
+}
+
+/// How the agent talks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AgentMode {
+    /// VAD, speech to text, language model, text to speech.
+    #[default]
+    Pipeline,
+    /// OpenAI Realtime: caller audio straight to a speech-to-speech model.
+    Realtime,
+}
+
+/// Which speech to text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SttProvider {
+    /// Whisper on this machine.
+    #[default]
+    Local,
+    /// Deepgram live streaming.
+    Deepgram,
+    /// OpenAI transcription, per turn.
+    OpenAi,
+}
+
+/// Which language model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LlmProvider {
+    /// SmolLM2 on this machine.
+    #[default]
+    Local,
+    /// Any OpenAI-compatible Chat Completions server.
+    OpenAi,
+}
+
+/// Which text to speech.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TtsProvider {
+    /// Piper on this machine.
+    #[default]
+    Local,
+    /// ElevenLabs streaming.
+    ElevenLabs,
+    /// OpenAI speech.
+    OpenAi,
+}
+
+/// Parses one of `names` (case-insensitive) into its value.
+fn choose<T: Copy>(value: &str, names: &[(&str, T)]) -> Result<T, String> {
+    let value = value.trim().to_ascii_lowercase();
+    names
+        .iter()
+        .find(|(name, _)| *name == value)
+        .map(|(_, choice)| *choice)
+        .ok_or_else(|| {
+            let known: Vec<&str> = names.iter().map(|(name, _)| *name).collect();
+            format!("{value:?} is not one of {}", known.join(", "))
+        })
+}
+
+fn optional(value: &str) -> Option<String> {
+    let value = value.trim();
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
+fn secret(value: &str) -> Result<Option<Secret>, String> {
+    Ok(optional(value).map(Secret::new))
+}
+
+fn base_url(value: &str) -> Result<Option<BaseUrl>, String> {
+    optional(value)
+        .map(|v| BaseUrl::parse(&v).map_err(|e| e.to_string()))
+        .transpose()
+}
+
+/// Twilio settings: `TWILIO_ACCOUNT_SID`, `TWILIO_AUTH_TOKEN` and
+/// `TWILIO_BASE_URL` as Twilio's SDKs name them (or `VOXGATE_TWILIO_*`, or
+/// `[twilio]` in the file).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TwilioConfig {
+    /// The account whose calls the REST API places and controls.
+    pub account_sid: Option<String>,
+    /// The account's auth token: the REST API's password, and the key
+    /// Twilio signs its webhooks with. When set, `/twiml` and
+    /// `/twilio/status` accept only requests with a valid
+    /// `X-Twilio-Signature`.
+    pub auth_token: Option<Secret>,
+    /// Where the REST API is (`https://api.twilio.com`; tests use a fake).
+    pub base_url: BaseUrl,
+}
+
+/// Twilio's REST API.
+pub const DEFAULT_TWILIO_BASE_URL: &str = "https://api.twilio.com";
+
+impl Default for TwilioConfig {
+    fn default() -> Self {
+        Self {
+            account_sid: None,
+            auth_token: None,
+            base_url: BaseUrl::parse(DEFAULT_TWILIO_BASE_URL)
+                .expect("the default Twilio base URL is valid"),
+        }
+    }
 }
 
 /// WebSocket settings shared by all endpoints.
@@ -61,6 +210,8 @@ impl Default for Config {
             events_buffer: 1024,
             connection_queue: 256,
             recordings_dir: PathBuf::from("recordings"),
+            twilio: TwilioConfig::default(),
+            agent: AgentConfig::default(),
         }
     }
 }
@@ -109,6 +260,13 @@ impl PublicUrl {
     /// The WebSocket URL of `path` on this server (wss for TLS, else ws).
     pub fn ws_url(&self, path: &str) -> String {
         let scheme = if self.secure { "wss" } else { "ws" };
+        format!("{scheme}://{}{}{path}", self.authority, self.path_prefix)
+    }
+
+    /// The HTTP URL of `path` (with any query) on this server (https for
+    /// TLS, else http): what Twilio requests, and signs.
+    pub fn http_url(&self, path: &str) -> String {
+        let scheme = if self.secure { "https" } else { "http" };
         format!("{scheme}://{}{}{path}", self.authority, self.path_prefix)
     }
 }
@@ -172,6 +330,28 @@ impl Setting {
         }
         name.push_str(&self.key.to_ascii_uppercase());
         name
+    }
+
+    /// The vendor's own variable for this setting, read when the
+    /// `VOXGATE_` one is unset: Twilio's SDKs and docs name these.
+    /// The architecture's short names (`VOXGATE_STT`) are read the same way.
+    fn vendor_env_names(&self) -> &'static [&'static str] {
+        match (self.section, self.key) {
+            (Some("twilio"), "account_sid") => &["TWILIO_ACCOUNT_SID"],
+            (Some("twilio"), "auth_token") => &["TWILIO_AUTH_TOKEN"],
+            (Some("twilio"), "base_url") => &["TWILIO_BASE_URL"],
+            (Some("agent"), "mode") => &["VOXGATE_MODE"],
+            (Some("stt"), "provider") => &["VOXGATE_STT"],
+            (Some("llm"), "provider") => &["VOXGATE_LLM"],
+            (Some("tts"), "provider") => &["VOXGATE_TTS"],
+            (Some("openai"), "api_key") => &["OPENAI_API_KEY"],
+            (Some("openai"), "base_url") => &["OPENAI_BASE_URL"],
+            (Some("deepgram"), "api_key") => &["DEEPGRAM_API_KEY"],
+            (Some("deepgram"), "base_url") => &["DEEPGRAM_BASE_URL"],
+            (Some("elevenlabs"), "api_key") => &["ELEVENLABS_API_KEY", "ELEVEN_API_KEY"],
+            (Some("elevenlabs"), "base_url") => &["ELEVENLABS_BASE_URL"],
+            _ => &[],
+        }
     }
 }
 
@@ -278,6 +458,177 @@ const SETTINGS: &[Setting] = &[
             Ok(())
         },
     },
+    Setting {
+        section: Some("twilio"),
+        key: "account_sid",
+        apply: |c, v| {
+            let sid = v.trim();
+            // It goes into REST paths. Not checked for `AC…`: compatible
+            // APIs (SignalWire) use UUIDs.
+            if sid.is_empty() || !sid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                return Err("must be an account SID (letters, digits and `-`)".into());
+            }
+            c.twilio.account_sid = Some(sid.to_owned());
+            Ok(())
+        },
+    },
+    Setting {
+        section: Some("twilio"),
+        key: "auth_token",
+        apply: |c, v| {
+            // Never echo the value: it is a secret.
+            if v.trim().is_empty() {
+                return Err("must not be empty".into());
+            }
+            c.twilio.auth_token = Some(Secret::new(v.trim()));
+            Ok(())
+        },
+    },
+    Setting {
+        section: Some("twilio"),
+        key: "base_url",
+        apply: |c, v| {
+            c.twilio.base_url = BaseUrl::parse(v.trim()).map_err(|e| e.to_string())?;
+            Ok(())
+        },
+    },
+    Setting {
+        section: Some("agent"),
+        key: "mode",
+        apply: |c, v| {
+            c.agent.mode = choose(
+                v,
+                &[("pipeline", AgentMode::Pipeline), ("realtime", AgentMode::Realtime)],
+            )?;
+            Ok(())
+        },
+    },
+    Setting {
+        section: Some("stt"),
+        key: "provider",
+        apply: |c, v| {
+            c.agent.stt = choose(
+                v,
+                &[
+                    ("local", SttProvider::Local),
+                    ("deepgram", SttProvider::Deepgram),
+                    ("openai", SttProvider::OpenAi),
+                ],
+            )?;
+            Ok(())
+        },
+    },
+    Setting {
+        section: Some("llm"),
+        key: "provider",
+        apply: |c, v| {
+            c.agent.llm = choose(v, &[("local", LlmProvider::Local), ("openai", LlmProvider::OpenAi)])?;
+            Ok(())
+        },
+    },
+    Setting {
+        section: Some("tts"),
+        key: "provider",
+        apply: |c, v| {
+            c.agent.tts = choose(
+                v,
+                &[
+                    ("local", TtsProvider::Local),
+                    ("elevenlabs", TtsProvider::ElevenLabs),
+                    ("openai", TtsProvider::OpenAi),
+                ],
+            )?;
+            Ok(())
+        },
+    },
+    Setting {
+        section: Some("stt"),
+        key: "model",
+        apply: |c, v| {
+            c.agent.stt_model = optional(v);
+            Ok(())
+        },
+    },
+    Setting {
+        section: Some("llm"),
+        key: "model",
+        apply: |c, v| {
+            c.agent.llm_model = optional(v);
+            Ok(())
+        },
+    },
+    Setting {
+        section: Some("tts"),
+        key: "voice",
+        apply: |c, v| {
+            c.agent.tts_voice = optional(v);
+            Ok(())
+        },
+    },
+    Setting {
+        section: Some("tts"),
+        key: "model",
+        apply: |c, v| {
+            c.agent.tts_model = optional(v);
+            Ok(())
+        },
+    },
+    Setting {
+        section: Some("realtime"),
+        key: "model",
+        apply: |c, v| {
+            c.agent.realtime_model = optional(v);
+            Ok(())
+        },
+    },
+    Setting {
+        section: Some("openai"),
+        key: "api_key",
+        apply: |c, v| {
+            c.agent.openai.api_key = secret(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        section: Some("openai"),
+        key: "base_url",
+        apply: |c, v| {
+            c.agent.openai.base_url = base_url(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        section: Some("deepgram"),
+        key: "api_key",
+        apply: |c, v| {
+            c.agent.deepgram.api_key = secret(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        section: Some("deepgram"),
+        key: "base_url",
+        apply: |c, v| {
+            c.agent.deepgram.base_url = base_url(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        section: Some("elevenlabs"),
+        key: "api_key",
+        apply: |c, v| {
+            c.agent.elevenlabs.api_key = secret(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        section: Some("elevenlabs"),
+        key: "base_url",
+        apply: |c, v| {
+            c.agent.elevenlabs.base_url = base_url(v)?;
+            Ok(())
+        },
+    },
 ];
 
 impl Config {
@@ -304,8 +655,15 @@ impl Config {
 
         for setting in SETTINGS {
             let name = setting.env_name();
-            if let Some(value) = env(&name) {
-                apply_one(&mut config, setting, &value, name, &mut problems);
+            let found = match env(&name) {
+                Some(value) => Some((name, value)),
+                None => setting
+                    .vendor_env_names()
+                    .iter()
+                    .find_map(|vendor| Some(((*vendor).to_owned(), env(vendor)?))),
+            };
+            if let Some((shown, value)) = found {
+                apply_one(&mut config, setting, &value, shown, &mut problems);
             }
         }
 
@@ -342,6 +700,75 @@ impl Config {
                 ),
             });
         }
+        self.agent.check_keys(problems);
+        if self.twilio.account_sid.is_some() && self.twilio.auth_token.is_none() {
+            problems.push(ConfigProblem {
+                setting: "TWILIO_AUTH_TOKEN".into(),
+                message: "must be set with TWILIO_ACCOUNT_SID: the REST API authenticates \
+                          with both"
+                    .into(),
+            });
+        }
+    }
+}
+
+impl AgentConfig {
+    /// A cloud provider chosen without its key is a problem now, not on the
+    /// first call. An OpenAI-compatible server at a base URL of its own may
+    /// need no key (a local vLLM or Ollama).
+    fn check_keys(&self, problems: &mut Vec<ConfigProblem>) {
+        let openai_usable = self.openai.api_key.is_some() || self.openai.base_url.is_some();
+        let mut need = |used: bool, usable: bool, setting: &str, what: &str| {
+            if used && !usable {
+                problems.push(ConfigProblem {
+                    setting: setting.to_owned(),
+                    message: format!("must be set: {what}"),
+                });
+            }
+        };
+        let pipeline = self.mode == AgentMode::Pipeline;
+        need(
+            pipeline && self.stt == SttProvider::Deepgram,
+            self.deepgram.api_key.is_some(),
+            "DEEPGRAM_API_KEY",
+            "VOXGATE_STT is deepgram",
+        );
+        need(
+            pipeline && self.tts == TtsProvider::ElevenLabs,
+            self.elevenlabs.api_key.is_some(),
+            "ELEVENLABS_API_KEY",
+            "VOXGATE_TTS is elevenlabs (ELEVEN_API_KEY is read too)",
+        );
+        need(
+            pipeline && self.tts == TtsProvider::ElevenLabs,
+            self.tts_voice.is_some(),
+            "VOXGATE_TTS_VOICE",
+            "VOXGATE_TTS is elevenlabs: the voice id to speak with",
+        );
+        need(
+            pipeline && self.stt == SttProvider::OpenAi,
+            self.openai.api_key.is_some(),
+            "OPENAI_API_KEY",
+            "VOXGATE_STT is openai",
+        );
+        need(
+            pipeline && self.tts == TtsProvider::OpenAi,
+            self.openai.api_key.is_some(),
+            "OPENAI_API_KEY",
+            "VOXGATE_TTS is openai",
+        );
+        need(
+            pipeline && self.llm == LlmProvider::OpenAi,
+            openai_usable,
+            "OPENAI_API_KEY",
+            "VOXGATE_LLM is openai (or set OPENAI_BASE_URL for a server without keys)",
+        );
+        need(
+            self.mode == AgentMode::Realtime,
+            self.openai.api_key.is_some(),
+            "OPENAI_API_KEY",
+            "VOXGATE_MODE is realtime",
+        );
     }
 }
 
@@ -462,7 +889,13 @@ fn parse_count(v: &str, min: usize) -> Result<usize, String> {
 
 /// The names of every environment variable voxgate reads for settings.
 pub fn env_names() -> Vec<String> {
-    SETTINGS.iter().map(Setting::env_name).collect()
+    SETTINGS
+        .iter()
+        .flat_map(|setting| {
+            let vendor = setting.vendor_env_names().iter().map(|v| (*v).to_owned());
+            std::iter::once(setting.env_name()).chain(vendor)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -588,6 +1021,172 @@ mod tests {
             "{text}"
         );
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn providers_are_chosen_by_the_architectures_names() {
+        let config = load_env(&[
+            ("VOXGATE_STT", "Deepgram"),
+            ("VOXGATE_LLM", "openai"),
+            ("VOXGATE_TTS", "elevenlabs"),
+            ("VOXGATE_LLM_MODEL", "gpt-4o-mini"),
+            ("VOXGATE_TTS_VOICE", "21m00Tcm4TlvDq8ikWAM"),
+            ("DEEPGRAM_API_KEY", "dg-secret"),
+            ("OPENAI_API_KEY", "sk-secret"),
+            ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1"),
+            ("ELEVEN_API_KEY", "el-secret"),
+        ])
+        .expect("valid");
+        let agent = &config.agent;
+        assert_eq!(
+            (agent.mode, agent.stt, agent.llm, agent.tts),
+            (
+                AgentMode::Pipeline,
+                SttProvider::Deepgram,
+                LlmProvider::OpenAi,
+                TtsProvider::ElevenLabs
+            )
+        );
+        assert_eq!(agent.llm_model.as_deref(), Some("gpt-4o-mini"));
+        assert_eq!(
+            agent.elevenlabs.api_key.as_ref().map(Secret::expose),
+            Some("el-secret"),
+            "LiveKit's ELEVEN_API_KEY is accepted"
+        );
+        assert_eq!(
+            agent.openai.base_url.as_ref().map(|b| b.join("/chat/completions")),
+            Some("http://127.0.0.1:9/v1/chat/completions".to_owned())
+        );
+        let shown = format!("{config:?}");
+        for key in ["dg-secret", "sk-secret", "el-secret"] {
+            assert!(!shown.contains(key), "{shown}");
+        }
+        let preferred = load_env(&[
+            ("ELEVENLABS_API_KEY", "first"),
+            ("ELEVEN_API_KEY", "second"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            preferred.agent.elevenlabs.api_key.as_ref().map(Secret::expose),
+            Some("first")
+        );
+        assert_eq!(load_env(&[]).expect("valid").agent, AgentConfig::default());
+        for name in ["VOXGATE_MODE", "VOXGATE_STT", "ELEVEN_API_KEY", "DEEPGRAM_BASE_URL"] {
+            assert!(env_names().iter().any(|n| n == name), "{name} missing");
+        }
+    }
+
+    #[test]
+    fn a_cloud_provider_without_its_key_is_a_problem_at_start_up() {
+        let Err(ConfigError(problems)) = load_env(&[
+            ("VOXGATE_STT", "deepgram"),
+            ("VOXGATE_TTS", "elevenlabs"),
+            ("VOXGATE_LLM", "chatgpt"),
+        ]) else {
+            panic!("keys are missing");
+        };
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert!(
+            text.iter().any(|p| p.starts_with("DEEPGRAM_API_KEY: must be set")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter().any(|p| p.starts_with("ELEVENLABS_API_KEY: must be set")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter().any(|p| p.starts_with("VOXGATE_TTS_VOICE: must be set")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|p| p.contains("VOXGATE_LLM") && p.contains("not one of local, openai")),
+            "{text:?}"
+        );
+        // A keyless OpenAI-compatible server is fine when its URL is given.
+        let local_server = load_env(&[
+            ("VOXGATE_LLM", "openai"),
+            ("OPENAI_BASE_URL", "http://127.0.0.1:11434/v1"),
+        ]);
+        assert!(local_server.is_ok(), "{local_server:?}");
+        let realtime = load_env(&[("VOXGATE_MODE", "realtime")]);
+        assert!(realtime.is_err(), "realtime needs OPENAI_API_KEY");
+    }
+
+    #[test]
+    fn twilio_settings_come_from_twilios_names_or_ours() {
+        let config = load_env(&[
+            ("TWILIO_ACCOUNT_SID", "AC0123456789abcdef0123456789abcdef"),
+            ("TWILIO_AUTH_TOKEN", "vendor-token"),
+            ("VOXGATE_TWILIO_AUTH_TOKEN", "our-token"),
+            ("TWILIO_BASE_URL", "http://127.0.0.1:9/"),
+        ])
+        .expect("valid");
+        let twilio = &config.twilio;
+        assert_eq!(
+            twilio.account_sid.as_deref(),
+            Some("AC0123456789abcdef0123456789abcdef")
+        );
+        assert_eq!(
+            twilio.auth_token.as_ref().map(Secret::expose),
+            Some("our-token"),
+            "VOXGATE_ wins over the vendor's name"
+        );
+        assert_eq!(twilio.base_url.join("/x"), "http://127.0.0.1:9/x");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("our-token"), "{shown}");
+        assert!(!shown.contains("vendor-token"), "{shown}");
+
+        let defaults = load_env(&[]).expect("valid");
+        assert_eq!(defaults.twilio, TwilioConfig::default());
+        assert_eq!(
+            defaults.twilio.base_url.join("/2010-04-01"),
+            "https://api.twilio.com/2010-04-01"
+        );
+        for name in ["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_BASE_URL"] {
+            assert!(env_names().iter().any(|n| n == name), "{name} missing");
+        }
+    }
+
+    #[test]
+    fn bad_twilio_settings_are_reported_without_the_token() {
+        let err = load_env(&[
+            ("TWILIO_ACCOUNT_SID", "AC1/../x"),
+            ("TWILIO_BASE_URL", "ftp://twilio"),
+        ])
+        .expect_err("invalid");
+        let text = err.to_string();
+        assert!(
+            text.contains("TWILIO_ACCOUNT_SID: must be an account SID"),
+            "{text}"
+        );
+        assert!(text.contains("TWILIO_BASE_URL"), "{text}");
+
+        let err = load_env(&[("TWILIO_ACCOUNT_SID", "AC1")]).expect_err("no token");
+        assert!(
+            err.to_string()
+                .contains("TWILIO_AUTH_TOKEN: must be set with TWILIO_ACCOUNT_SID"),
+            "{err}"
+        );
+        // A token alone is fine: it checks webhook signatures.
+        assert!(load_env(&[("TWILIO_AUTH_TOKEN", "t")]).is_ok());
+        let err = load_env(&[("TWILIO_AUTH_TOKEN", "  ")]).expect_err("empty");
+        assert!(
+            err.to_string()
+                .contains("TWILIO_AUTH_TOKEN: must not be empty"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn public_urls_give_http_and_websocket_urls() {
+        let public = PublicUrl::parse("https://voice.example.com/vg/").expect("valid");
+        assert_eq!(
+            public.http_url("/twilio/status?x=1"),
+            "https://voice.example.com/vg/twilio/status?x=1"
+        );
+        let plain = PublicUrl::parse("http://127.0.0.1:8080").expect("valid");
+        assert_eq!(plain.http_url("/twiml"), "http://127.0.0.1:8080/twiml");
     }
 
     #[test]

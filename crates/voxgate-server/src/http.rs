@@ -1,24 +1,26 @@
 //! Plain HTTP routes: TwiML, health, metrics and the calls API. Errors are
 //! mapped to responses in one place, [`ApiError`], for these routes and for
-//! the personas API in [`crate::personas`].
+//! the personas API in [`crate::personas`] and the Twilio routes in
+//! [`crate::twilio_routes`].
 
 use std::collections::HashMap;
 
-use axum::Form;
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{FormRejection, JsonRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use voxgate_core::ids::CallSid;
 use voxgate_core::phone;
-use voxgate_store::{CallRecord, StoreError, TranscriptTurn};
+use voxgate_store::{CallRecord, CarrierProgress, StoreError, TranscriptTurn};
 
 use crate::agent::AgentState;
 use crate::app::AppState;
 use crate::metrics;
 use crate::recordings;
+use crate::twilio_api::TwilioError;
+use crate::twilio_routes::TwilioForm;
 
 /// An API failure, rendered as `{"error": {"code", "message"}}`.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +34,12 @@ pub enum ApiError {
     /// rather than axum's plain text.
     #[error("{}", .0.body_text())]
     Body(#[from] JsonRejection),
+    /// A form body could not be read (webhooks), answered like [`ApiError::Body`].
+    #[error("{}", .0.body_text())]
+    Form(#[from] FormRejection),
+    /// The request is not allowed: a webhook Twilio did not sign.
+    #[error("{0}")]
+    Forbidden(String),
     /// No such resource.
     #[error("{0}")]
     NotFound(String),
@@ -48,21 +56,21 @@ pub enum ApiError {
     /// The record store could not answer.
     #[error("the store is unavailable")]
     Store(#[from] StoreError),
+    /// The request needs Twilio settings the server does not have.
+    #[error("{0}")]
+    TwilioNotConfigured(String),
+    /// Twilio refused or failed a request made on the client's behalf.
+    #[error("{0}")]
+    Twilio(#[from] TwilioError),
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            ApiError::Body(rejection) => {
-                let status = rejection.status();
-                let code = match status {
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-                    StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-                    _ => "bad_request",
-                };
-                (status, code)
-            }
+            ApiError::Body(rejection) => body_rejection(rejection.status()),
+            ApiError::Form(rejection) => body_rejection(rejection.status()),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::InvalidPersona { .. } => {
@@ -71,6 +79,19 @@ impl IntoResponse for ApiError {
             ApiError::Store(e) => {
                 tracing::error!(error = %e, "store query failed");
                 (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
+            }
+            ApiError::TwilioNotConfigured(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "twilio_not_configured")
+            }
+            ApiError::Twilio(e) => {
+                tracing::warn!(error = %e, "Twilio request failed");
+                match e {
+                    TwilioError::Unavailable(_) => {
+                        (StatusCode::SERVICE_UNAVAILABLE, "twilio_unavailable")
+                    }
+                    TwilioError::NotAPhoneNumber(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+                    _ => (StatusCode::BAD_GATEWAY, "twilio_rejected"),
+                }
             }
         };
         let mut error = serde_json::json!({"code": code, "message": self.to_string()});
@@ -81,13 +102,14 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Twilio's voice webhook form (only the fields voxgate uses).
-#[derive(Debug, Deserialize)]
-pub struct VoiceWebhook {
-    #[serde(rename = "From")]
-    from: Option<String>,
-    #[serde(rename = "To")]
-    to: Option<String>,
+/// The status and code for a body that could not be read.
+fn body_rejection(status: StatusCode) -> (StatusCode, &'static str) {
+    let code = match status {
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        _ => "bad_request",
+    };
+    (status, code)
 }
 
 /// Query of `POST /twiml`: which persona answers this number.
@@ -100,12 +122,14 @@ pub struct TwimlQuery {
 pub use voxgate_core::persona::DEFAULT_PERSONA;
 
 /// `POST /twiml`: connects the call to `/stream`, passing caller, callee
-/// and persona as stream parameters (Twilio drops query strings on stream URLs).
+/// and persona as stream parameters (Twilio drops query strings on stream
+/// URLs). With a Twilio auth token configured, only signed requests are
+/// answered (see [`TwilioForm`]).
 pub async fn twiml(
     State(state): State<AppState>,
     Query(query): Query<TwimlQuery>,
     headers: HeaderMap,
-    Form(form): Form<VoiceWebhook>,
+    form: TwilioForm,
 ) -> Result<Response, ApiError> {
     let stream_url = match &state.config.public_url {
         Some(public) => public.ws_url("/stream"),
@@ -123,16 +147,27 @@ pub async fn twiml(
             format!("wss://{host}/stream")
         }
     };
-    let params = [
-        ("from", form.from.as_deref().map(phone::party)),
-        ("to", form.to.as_deref().map(phone::party)),
-        (
-            "persona",
-            Some(query.persona.unwrap_or_else(|| DEFAULT_PERSONA.to_owned())),
-        ),
-    ];
+    let xml = connect_twiml(
+        &stream_url,
+        form.get("From").map(phone::party),
+        form.get("To").map(phone::party),
+        query.persona.unwrap_or_else(|| DEFAULT_PERSONA.to_owned()),
+    );
+    Ok(([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response())
+}
+
+/// TwiML that connects a call to the media stream at `stream_url`, with
+/// caller, callee and persona as stream parameters: for inbound calls
+/// (`/twiml`) and outbound ones (`POST /api/calls`) alike.
+pub(crate) fn connect_twiml(
+    stream_url: &str,
+    from: Option<String>,
+    to: Option<String>,
+    persona: String,
+) -> String {
+    let params = [("from", from), ("to", to), ("persona", Some(persona))];
     let mut xml = String::from(r#"<?xml version="1.0" encoding="UTF-8"?><Response><Connect>"#);
-    xml.push_str(&format!(r#"<Stream url="{}">"#, xml_escape(&stream_url)));
+    xml.push_str(&format!(r#"<Stream url="{}">"#, xml_escape(stream_url)));
     for (name, value) in params {
         if let Some(value) = value {
             xml.push_str(&format!(
@@ -142,10 +177,11 @@ pub async fn twiml(
         }
     }
     xml.push_str("</Stream></Connect></Response>");
-    Ok(([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response())
+    xml
 }
 
-fn xml_escape(raw: &str) -> String {
+/// `raw` escaped for XML text and attribute values.
+pub(crate) fn xml_escape(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     for c in raw.chars() {
         match c {
@@ -270,12 +306,15 @@ pub async fn list_calls(
     ))
 }
 
-/// One call as `GET /api/calls/{call_sid}` shows it: the record, its
-/// transcript, and where to fetch its recording.
+/// One call as `GET /api/calls/{call_sid}` shows it: the record, the
+/// carrier's side of it (direction, status), its transcript, and where to
+/// fetch its recording.
 #[derive(Debug, Serialize)]
 pub struct CallDetail {
     #[serde(flatten)]
     call: CallView,
+    #[serde(flatten)]
+    carrier: CarrierProgress,
     /// Every stored turn, in order.
     transcript: Vec<TranscriptTurn>,
     /// Set only when the recording file is there to be served.
@@ -301,6 +340,11 @@ pub async fn get_call(
 ) -> Result<Json<CallDetail>, ApiError> {
     let record = call_record(&state, &call_sid).await?;
     let transcript = state.store.transcript(&record.call_sid).await?;
+    let carrier = state
+        .store
+        .carrier_progress(&record.call_sid)
+        .await?
+        .unwrap_or_default();
     let recording_url = match &record.recording_path {
         Some(stored) => recordings::resolve(&state.config.recordings_dir, stored)
             .await
@@ -309,6 +353,7 @@ pub async fn get_call(
     };
     Ok(Json(CallDetail {
         call: CallView::from(record),
+        carrier,
         transcript,
         recording_url,
     }))

@@ -21,6 +21,8 @@ pub mod personas;
 pub mod recordings;
 pub mod registry;
 pub mod sessions;
+pub mod twilio_api;
+pub mod twilio_routes;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -33,6 +35,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
+use voxgate_providers::supervisor::VendorPolicy;
 use voxgate_store::{RecordWriter, Store, StoreError};
 
 use crate::agent::AgentState;
@@ -41,6 +44,7 @@ use crate::bus::EventBus;
 use crate::config::Config;
 use crate::registry::CallRegistry;
 use crate::sessions::ParkedSessions;
+use crate::twilio_api::{TwilioApi, TwilioError};
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +64,9 @@ pub enum ServerError {
     /// The listener failed while serving.
     #[error("serving HTTP: {0}")]
     Serve(std::io::Error),
+    /// The Twilio client could not be built.
+    #[error("Twilio client: {0}")]
+    Twilio(#[from] TwilioError),
 }
 
 /// How long records may take to reach the store once every call has ended.
@@ -77,6 +84,7 @@ impl Server {
     /// Opens and migrates the store, then binds the listener. Fails here,
     /// before any call is taken, rather than on the first call.
     pub async fn bind(config: Config, prometheus: PrometheusHandle) -> Result<Server, ServerError> {
+        let twilio = TwilioApi::from_config(&config.twilio, VendorPolicy::default())?;
         let store = Store::connect(&config.database_url).await?;
         store.migrate().await?;
         let listener =
@@ -100,6 +108,7 @@ impl Server {
             prometheus,
             records,
             store,
+            twilio,
             config,
         });
         Ok(Server {

@@ -32,6 +32,10 @@ pub const AGENT_INPUT_DROPPED: &str = "voxgate_agent_input_dropped_total";
 pub const PLAYBACK_DROPPED: &str = "voxgate_playback_dropped_total";
 /// Seconds from the caller stopping to each stage of the reply, by stage.
 pub const TURN_STAGE_SECONDS: &str = "voxgate_turn_stage_seconds";
+/// Language-model tokens by kind (prompt, completion), when reported.
+pub const LLM_TOKENS: &str = "voxgate_llm_tokens_total";
+/// Calls of the personas' HTTP tools by outcome.
+pub const TOOL_CALLS: &str = "voxgate_tool_calls_total";
 
 /// Registers help texts, and zeroes every call counter so dashboards see
 /// each disposition from the start.
@@ -62,6 +66,8 @@ pub fn describe() {
         PLAYBACK_DROPPED,
         "Agent audio dropped because the carrier was not reading"
     );
+    describe_counter!(LLM_TOKENS, "Language-model tokens by kind, when reported");
+    describe_counter!(TOOL_CALLS, "Persona HTTP tool calls by outcome");
     describe_histogram!(
         TURN_STAGE_SECONDS,
         metrics::Unit::Seconds,

@@ -13,9 +13,10 @@ use std::time::Duration;
 use common::{TestServer, metric};
 use serde_json::Value;
 use tokio::sync::mpsc;
-use voxgate_core::engine::ChatMessage;
+use voxgate_core::engine::{Role, ToolCall};
 use voxgate_providers::{
-    LanguageModel, ProviderError, SpeechToText, TextToSpeech, VadModel, VadStream,
+    BatchStt, LanguageModel, LlmChunk, LlmRequest, ProviderError, TextToSpeech,
+    TranscribeUtterance, VadModel, VadStream,
 };
 use voxgate_server::agent::{AgentState, Providers};
 use voxgate_testkit::{Heard, LiveCaller, LiveCallerOptions, connect, next_of_type, send_text};
@@ -45,7 +46,7 @@ impl VadStream for EnergyStream {
 /// Transcripts for successive turns.
 struct ScriptedStt(Mutex<VecDeque<String>>);
 
-impl SpeechToText for ScriptedStt {
+impl TranscribeUtterance for ScriptedStt {
     fn transcribe(&self, _audio: Vec<i16>) -> mpsc::Receiver<Result<String, ProviderError>> {
         let (tx, rx) = mpsc::channel(1);
         let text = self.0.lock().expect("lock").pop_front().unwrap_or_default();
@@ -60,14 +61,20 @@ struct ScriptedLlm {
     word_gap: Duration,
     /// Replies being generated right now (drops when cancelled or done).
     active: Arc<AtomicUsize>,
-    prompts: Mutex<Vec<Vec<ChatMessage>>>,
+    prompts: Mutex<Vec<LlmRequest>>,
+    /// Scripted rounds (text, then tool calls) taken before `reply` is used.
+    rounds: Mutex<VecDeque<(String, Vec<ToolCall>)>>,
 }
 
 impl LanguageModel for ScriptedLlm {
-    fn reply(&self, messages: Vec<ChatMessage>) -> mpsc::Receiver<Result<String, ProviderError>> {
-        self.prompts.lock().expect("lock").push(messages);
+    fn reply(&self, request: LlmRequest) -> mpsc::Receiver<Result<LlmChunk, ProviderError>> {
+        self.prompts.lock().expect("lock").push(request);
+        let round = self.rounds.lock().expect("lock").pop_front();
         let (tx, rx) = mpsc::channel(4);
-        let reply = self.reply.clone();
+        let (reply, calls) = match round {
+            Some((text, calls)) => (Ok(text), calls),
+            None => (self.reply.clone(), Vec::new()),
+        };
         let gap = self.word_gap;
         let active = Arc::clone(&self.active);
         active.fetch_add(1, Ordering::SeqCst);
@@ -76,9 +83,12 @@ impl LanguageModel for ScriptedLlm {
                 Ok(text) => {
                     for word in text.split_inclusive(' ') {
                         tokio::time::sleep(gap).await;
-                        if tx.send(Ok(word.to_owned())).await.is_err() {
+                        if tx.send(Ok(LlmChunk::Text(word.to_owned()))).await.is_err() {
                             break;
                         }
+                    }
+                    for call in calls {
+                        let _ = tx.send(Ok(LlmChunk::ToolCall(call))).await;
                     }
                 }
                 Err(reason) => {
@@ -120,6 +130,7 @@ struct Script {
     transcripts: Vec<&'static str>,
     reply: Result<&'static str, &'static str>,
     word_gap: Duration,
+    rounds: Vec<(&'static str, Vec<ToolCall>)>,
 }
 
 async fn server_with(script: Script) -> (TestServer, Arc<ScriptedLlm>) {
@@ -129,13 +140,20 @@ async fn server_with(script: Script) -> (TestServer, Arc<ScriptedLlm>) {
         word_gap: script.word_gap,
         active: Arc::new(AtomicUsize::new(0)),
         prompts: Mutex::new(Vec::new()),
+        rounds: Mutex::new(
+            script
+                .rounds
+                .into_iter()
+                .map(|(text, calls)| (text.to_owned(), calls))
+                .collect(),
+        ),
     });
     let providers = Providers::new(
         Arc::new(EnergyVad),
         None,
-        Arc::new(ScriptedStt(Mutex::new(
+        Arc::new(BatchStt::new(ScriptedStt(Mutex::new(
             script.transcripts.into_iter().map(str::to_owned).collect(),
-        ))),
+        )))),
         Arc::clone(&llm) as Arc<dyn LanguageModel>,
         Arc::new(ToneTts),
     )
@@ -200,6 +218,7 @@ async fn greets_then_answers_one_turn() {
         transcripts: vec!["I would like a table for two."],
         reply: Ok("Sure. What time would you like?"),
         word_gap: Duration::from_millis(5),
+        rounds: Vec::new(),
     })
     .await;
     let mut monitor = monitor(&server).await;
@@ -257,7 +276,7 @@ async fn greets_then_answers_one_turn() {
         .lock()
         .expect("lock")
         .last()
-        .cloned()
+        .map(|request| request.messages.clone())
         .expect("prompted");
     assert_eq!(
         prompt.last().map(|m| m.content.as_str()),
@@ -329,6 +348,7 @@ async fn barge_in_clears_playback_and_says_what_was_heard() {
         transcripts: vec!["Tell me everything.", "Stop, please."],
         reply: Ok("Here is a very long answer that goes on and on. It has many sentences. It keeps going for a long while."),
         word_gap: Duration::from_millis(5),
+        rounds: Vec::new(),
     })
     .await;
     let mut monitor = monitor(&server).await;
@@ -366,6 +386,7 @@ async fn a_failing_model_gets_an_apology_and_a_clean_hang_up() {
         transcripts: vec!["Hello?"],
         reply: Err("model server returned 500"),
         word_gap: Duration::from_millis(5),
+        rounds: Vec::new(),
     })
     .await;
     let mut caller = greeted_caller(&server, "agentfail01").await;
@@ -407,6 +428,7 @@ async fn hanging_up_mid_reply_cancels_the_turn() {
         transcripts: vec!["Go on."],
         reply: Ok("one two three four five six seven eight nine ten eleven twelve"),
         word_gap: Duration::from_millis(300),
+        rounds: Vec::new(),
     })
     .await;
     let caller = greeted_caller(&server, "agenthang01").await;
@@ -456,6 +478,7 @@ async fn chat_runs_a_text_turn_with_the_same_persona_and_model() {
         transcripts: vec![],
         reply: Ok("We open at nine."),
         word_gap: Duration::from_millis(1),
+        rounds: Vec::new(),
     })
     .await;
     let mut monitor = connect(server.addr, "/events").await;
@@ -475,7 +498,7 @@ async fn chat_runs_a_text_turn_with_the_same_persona_and_model() {
         .lock()
         .expect("lock")
         .last()
-        .cloned()
+        .map(|request| request.messages.clone())
         .expect("prompted");
     let said: Vec<&str> = prompt.iter().map(|m| m.content.as_str()).collect();
     assert_eq!(
@@ -510,6 +533,7 @@ async fn the_stream_picks_the_persona_and_a_live_config_switches_it() {
         transcripts: vec!["Hi.", "Hello again."],
         reply: Ok("Certainly."),
         word_gap: Duration::from_millis(1),
+        rounds: Vec::new(),
     })
     .await;
     create_persona(
@@ -536,7 +560,7 @@ async fn the_stream_picks_the_persona_and_a_live_config_switches_it() {
         !llm.prompts.lock().expect("lock").is_empty()
     })
     .await;
-    let system = |n: usize| llm.prompts.lock().expect("lock")[n][0].content.clone();
+    let system = |n: usize| llm.prompts.lock().expect("lock")[n].messages[0].content.clone();
     assert_eq!(system(0), "You sell boats.");
 
     let config = format!(
@@ -556,5 +580,103 @@ async fn the_stream_picks_the_persona_and_a_live_config_switches_it() {
     .await;
     assert_eq!(system(1), "You fix boats.");
     caller.hang_up().await;
+    server.stop().await;
+}
+
+/// A one-route HTTP server standing in for a persona's tool; it records the
+/// bodies it was sent.
+async fn tool_server(answer: &'static str) -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&bodies);
+    let app = axum::Router::new().route(
+        "/weather",
+        axum::routing::post(move |body: String| {
+            let seen = Arc::clone(&seen);
+            async move {
+                seen.lock().expect("lock").push(body);
+                answer
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, bodies)
+}
+
+fn tool_call(id: &str, name: &str, arguments: &str) -> ToolCall {
+    ToolCall {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        arguments: arguments.to_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_calls_a_persona_tool_then_ends_the_call() {
+    let (tool_addr, bodies) = tool_server(r#"{"sky":"sunny"}"#).await;
+    let (server, llm) = server_with(Script {
+        transcripts: vec!["What is the weather in Paris?"],
+        reply: Ok("Unused."),
+        word_gap: Duration::from_millis(5),
+        rounds: vec![
+            ("", vec![tool_call("w1", "weather", r#"{"city":"Paris"}"#)]),
+            ("It is sunny in Paris. Goodbye!", vec![tool_call("e1", "end_call", "{}")]),
+        ],
+    })
+    .await;
+    create_persona(
+        &server,
+        &format!(
+            r#"{{"name":"weatherman","tools":[{{"name":"weather","description":"Weather by city",
+                "parameters":{{"type":"object","properties":{{"city":{{"type":"string"}}}}}},
+                "url":"http://{tool_addr}/weather","timeout_ms":2000}}]}}"#
+        ),
+    )
+    .await;
+    let options = LiveCallerOptions {
+        persona: "weatherman".to_owned(),
+        ..LiveCallerOptions::default()
+    };
+    let mut caller = LiveCaller::dial(server.addr, "agenttools01", options).await;
+    assert!(caller.wait_playing(true, WAIT).await, "the greeting plays");
+    assert!(caller.wait_playing(false, WAIT).await, "the greeting ends");
+    let sid = caller.call_sid.clone();
+    caller.say(speech(800));
+
+    server
+        .eventually("the agent hangs up", |h| h.running_tasks() == 0)
+        .await;
+    let audio = caller.hang_up().await;
+    assert!(audio.agent.iter().any(|&s| s.abs() > 3000), "the caller heard the agent");
+    assert_eq!(
+        bodies.lock().expect("lock").as_slice(),
+        [r#"{"city":"Paris"}"#],
+        "the tool got the model's arguments"
+    );
+    let prompts = llm.prompts.lock().expect("lock").clone();
+    assert_eq!(prompts.len(), 2, "prompted again with the tool's answer");
+    let offered: Vec<&str> = prompts[0].tools.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(offered, ["end_call", "weather"], "no transfer: the call cannot be transferred");
+    let result = prompts[1].messages.last().expect("a tool result");
+    assert_eq!(result.role, Role::Tool);
+    assert_eq!(result.content, r#"{"sky":"sunny"}"#);
+
+    let record = server.record(&sid).await;
+    assert_eq!(record["disposition"], "hangup", "{record}");
+    assert_eq!(record["end_reason"], "the agent ended the call", "{record}");
+    let said: Vec<String> = record["transcript"]
+        .as_array()
+        .expect("transcript turns")
+        .iter()
+        .filter(|t| t["role"] == "assistant")
+        .map(|t| t["text"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(said.iter().any(|t| t.contains("One moment")), "{said:?}");
+    assert!(said.iter().any(|t| t.contains("sunny in Paris")), "{said:?}");
     server.stop().await;
 }

@@ -5,6 +5,10 @@
 //!   [`Store::migrate`], then read and write [`CallRecord`]s and
 //!   [`TranscriptTurn`]s. One SQL dialect serves both backends through
 //!   sqlx's `Any` driver.
+//! - The carrier's side of a record ([`CarrierProgress`]: direction and
+//!   the carrier's [`CarrierStatus`]) is written apart, by
+//!   [`Store::record_outbound_call`] and [`Store::report_carrier_status`],
+//!   and only ever moves forward.
 //! - [`RecordWriter`] is what call tasks use: [`RecordWriter::submit`] and
 //!   [`RecordWriter::submit_turn`] never block, and what they queue is held
 //!   and retried while the database is down rather than dropped.
@@ -28,6 +32,7 @@
 //! # }
 //! ```
 
+mod carrier;
 mod error;
 mod personas;
 mod record;
@@ -36,6 +41,9 @@ mod transcript;
 mod url;
 mod writer;
 
+pub use carrier::{
+    CallDirection, CarrierProgress, CarrierStatus, StatusReport, UnknownCarrierStatus,
+};
 pub use error::StoreError;
 pub use personas::Written;
 pub use record::CallRecord;

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+pub mod fakes;
 mod live;
 pub use live::{CallAudio, FRAME_SAMPLES, Heard, LiveCaller, LiveCallerOptions};
 

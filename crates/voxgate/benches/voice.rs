@@ -18,7 +18,7 @@ use voxgate_core::audio::SampleRate;
 use voxgate_models::models_dir;
 use voxgate_server::Server;
 use voxgate_server::agent::AgentState;
-use voxgate_server::config::Config;
+use voxgate_server::config::{AgentConfig, Config};
 use voxgate_testkit::{
     Heard, LiveCaller, LiveCallerOptions, connect, espeak, next_json, send_text,
 };
@@ -243,7 +243,7 @@ fn main() {
         let handle = server.handle();
         let running = tokio::spawn(server.run());
         let models = models_dir(|name| std::env::var(name).ok());
-        let providers = voxgate::local::load_local_agent(&models, false)
+        let providers = voxgate::agent::load_agent(&AgentConfig::default(), &models, false)
             .await
             .expect("local models");
         vad_cost(&providers);

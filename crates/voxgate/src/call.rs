@@ -42,6 +42,7 @@ pub async fn call(
     }
 
     config.listen = "127.0.0.1:0".parse().context("loopback address")?;
+    let agent_config = config.agent.clone();
     let prometheus = PrometheusBuilder::new().build_recorder().handle();
     let server = Server::bind(config, prometheus)
         .await
@@ -49,7 +50,7 @@ pub async fn call(
     let addr = server.local_addr();
     let handle = server.handle();
     let running = tokio::spawn(server.run());
-    let providers = crate::local::load_local_agent(models_dir, true).await?;
+    let providers = crate::agent::load_agent(&agent_config, models_dir, true).await?;
     handle.set_agent(AgentState::Ready(providers));
 
     let mut monitor = connect(addr, "/events").await;

@@ -1,5 +1,6 @@
 //! The pieces of the `voxgate` binary that benchmarks and tools reuse: the
-//! embedded default agent (local models) and the offline `call` demo.
+//! agent's providers as configured (local models by default) and the
+//! offline `call` demo.
 
+pub mod agent;
 pub mod call;
-pub mod local;

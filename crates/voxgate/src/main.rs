@@ -14,7 +14,7 @@ use voxgate_server::config::{Config, ConfigError, Overrides};
 use voxgate_server::{Server, ServerHandle};
 use voxgate_store::{Store, redact_url};
 
-use voxgate::{call, local};
+use voxgate::{agent, call};
 
 #[derive(Parser)]
 #[command(
@@ -147,6 +147,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .install_recorder()
         .context("installing the metrics recorder")?;
     let database = redact_url(&config.database_url);
+    let agent_config = config.agent.clone();
     let server = Server::bind(config, prometheus)
         .await
         .with_context(|| format!("starting voxgate (database {database})"))?;
@@ -157,7 +158,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     handle.set_agent(AgentState::Loading);
     let models_dir = models_dir(|name| std::env::var(name).ok());
     let loading = tokio::spawn(async move {
-        match local::load_local_agent(&models_dir, std::io::stderr().is_terminal()).await {
+        let progress = std::io::stderr().is_terminal();
+        match agent::load_agent(&agent_config, &models_dir, progress).await {
             Ok(providers) => {
                 handle.set_agent(AgentState::Ready(providers));
                 Ok(())
@@ -228,6 +230,16 @@ async fn check(config: Result<Config, ConfigError>) -> ExitCode {
         Err(e) => {
             eprintln!("error: database {database}: {e}");
             failed = true;
+        }
+    }
+    let models_dir = models_dir(|name| std::env::var(name).ok());
+    for finding in agent::check_providers(&config.agent, &models_dir).await {
+        match finding {
+            Ok(line) => println!("ok: {line}"),
+            Err(line) => {
+                eprintln!("error: {line}");
+                failed = true;
+            }
         }
     }
     if failed {

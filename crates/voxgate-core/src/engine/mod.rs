@@ -29,6 +29,7 @@
 //!   heard stays in the model's context.
 //! * A provider failure plays the apology prepared at start-up, then hangs up.
 
+mod chat;
 mod playback;
 mod sentences;
 mod vad;
@@ -36,6 +37,7 @@ mod vad;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+pub use chat::{ChatMessage, Role, ToolCall, ToolSpec};
 pub use playback::{OutgoingAudio, Playback, SegmentId};
 pub use sentences::SentenceSplitter;
 pub use vad::{VadEvent, VadSettings, VadSmoother};
@@ -47,38 +49,6 @@ pub const INPUT_RATE_HZ: u32 = 16_000;
 /// Turn 0 is the greeting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TurnId(pub u64);
-
-/// Who said something.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Instructions for the model.
-    System,
-    /// The caller.
-    User,
-    /// The agent.
-    Assistant,
-}
-
-impl Role {
-    /// The name used by chat-completion APIs and in transcripts.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::System => "system",
-            Role::User => "user",
-            Role::Assistant => "assistant",
-        }
-    }
-}
-
-/// One message of the model's context.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChatMessage {
-    /// Who said it.
-    pub role: Role,
-    /// What was said.
-    pub content: String,
-}
 
 /// Which provider failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +127,15 @@ pub struct Persona {
     pub greeting: String,
     /// Said after a long silence.
     pub reprompt: String,
+    /// Said when the agent ends the call without having said goodbye.
+    pub goodbye: String,
+    /// Said while a tool runs.
+    pub tool_filler: String,
+    /// Numbers (E.164) the agent may transfer the call to; the
+    /// `transfer_call` tool is offered only when there are some.
+    pub transfer_numbers: Vec<String>,
+    /// The persona's own tools (the shell runs them).
+    pub tools: Vec<ToolSpec>,
     /// Turn-taking settings.
     pub turn: TurnSettings,
 }
@@ -169,6 +148,10 @@ impl Default for Persona {
                 .to_owned(),
             greeting: "Hello! How can I help you today?".to_owned(),
             reprompt: "Are you still there?".to_owned(),
+            goodbye: "Thank you for calling. Goodbye!".to_owned(),
+            tool_filler: "One moment, please.".to_owned(),
+            transfer_numbers: Vec::new(),
+            tools: Vec::new(),
             turn: TurnSettings::default(),
         }
     }
@@ -235,6 +218,22 @@ pub enum Input {
         /// Text.
         text: String,
     },
+    /// The model called a tool (arguments complete).
+    LlmToolCall {
+        /// The turn.
+        turn: TurnId,
+        /// The call.
+        call: ToolCall,
+    },
+    /// A tool the shell ran ([`Output::RunTool`]) answered.
+    ToolResult {
+        /// The turn.
+        turn: TurnId,
+        /// The call it answers.
+        call_id: String,
+        /// The result (or what went wrong), for the model.
+        content: String,
+    },
     /// The model finished its reply.
     LlmDone {
         /// The turn.
@@ -298,6 +297,21 @@ pub enum Output {
         turn: TurnId,
         /// System prompt, history and the caller's words.
         messages: Vec<ChatMessage>,
+        /// Tools the model may call.
+        tools: Vec<ToolSpec>,
+    },
+    /// Run one of the persona's tools; answer with [`Input::ToolResult`].
+    /// Cancelled with the turn's model ([`Output::CancelLlm`]).
+    RunTool {
+        /// The turn.
+        turn: TurnId,
+        /// The call.
+        call: ToolCall,
+    },
+    /// Transfer the call to `to` (the goodbye has played); the call ends.
+    Transfer {
+        /// E.164 number, one of the persona's transfer numbers.
+        to: String,
     },
     /// Stop generating for a turn.
     CancelLlm {
@@ -338,6 +352,8 @@ pub enum Output {
 pub enum HangupReason {
     /// The caller stayed silent through every reprompt.
     CallerSilent,
+    /// The model ended the call (the `end_call` tool) after saying goodbye.
+    AgentEnded,
     /// A provider failed; the caller heard the apology.
     ProviderFailed {
         /// Which provider.
@@ -498,6 +514,27 @@ struct Reply {
     metrics_sent: bool,
     /// Whether this reply came from the model (it is cancelled there too).
     from_llm: bool,
+    /// What the model wrote in its current round (since its last tool
+    /// calls).
+    round_text: String,
+    /// The tools the model called in its current round.
+    tool_calls: Vec<ToolCall>,
+    /// Tools the shell is running for this reply.
+    pending_tools: usize,
+    /// Times the model was prompted for this reply (tool results prompt it
+    /// again).
+    rounds: u32,
+    /// What happens once the reply has played.
+    ending: Option<Ending>,
+    /// Whether the model called tools in this reply.
+    used_tools: bool,
+}
+
+/// How a reply ends the call.
+#[derive(Debug, Clone, PartialEq)]
+enum Ending {
+    HangUp,
+    Transfer(String),
 }
 
 /// A barge-in awaiting its verdict: real interruption, or noise.
@@ -522,6 +559,15 @@ const MAX_UTTERANCE: Duration = Duration::from_secs(30);
 const END_OF_TURN_AUDIO: Duration = Duration::from_secs(8);
 /// The mark sent after the apology.
 const APOLOGY_MARK: &str = "apology";
+/// The built-in tool that ends the call.
+pub const END_CALL_TOOL: &str = "end_call";
+/// The built-in tool that transfers the call.
+pub const TRANSFER_CALL_TOOL: &str = "transfer_call";
+/// Model rounds per reply; the last one is offered no tools, so a model
+/// that keeps calling tools still ends up answering.
+const MAX_MODEL_ROUNDS: u32 = 4;
+/// Said before a transfer when the model said nothing.
+const TRANSFER_LINE: &str = "Please hold while I transfer your call.";
 
 fn samples_for(duration: Duration, rate_hz: u32) -> usize {
     usize::try_from(duration.as_millis() * u128::from(rate_hz) / 1000).unwrap_or(usize::MAX)
@@ -614,13 +660,48 @@ impl CallEngine {
 
     /// The model's context as it stands (system prompt first).
     pub fn context(&self) -> Vec<ChatMessage> {
-        let mut messages = vec![ChatMessage {
-            role: Role::System,
-            content: self.persona.instructions.clone(),
-        }];
-        let skip = self.history.len().saturating_sub(self.config.max_history);
+        let mut messages = vec![ChatMessage::new(
+            Role::System,
+            self.persona.instructions.clone(),
+        )];
+        let mut skip = self.history.len().saturating_sub(self.config.max_history);
+        // A tool result cut off from the call it answers is refused by the
+        // model's API.
+        while self.history.get(skip).is_some_and(|m| m.role == Role::Tool) {
+            skip += 1;
+        }
         messages.extend(self.history[skip..].iter().cloned());
         messages
+    }
+
+    /// The tools offered to the model: `end_call`, `transfer_call` when the
+    /// persona has numbers to transfer to, and the persona's own.
+    pub fn offered_tools(&self) -> Vec<ToolSpec> {
+        let mut tools = vec![ToolSpec {
+            name: END_CALL_TOOL.to_owned(),
+            description: "End the phone call. Use it when the caller says goodbye or asks \
+                          to hang up. Say goodbye in the same reply."
+                .to_owned(),
+            parameters: serde_json::json!({"type": "object", "properties": {}}),
+        }];
+        let numbers = &self.persona.transfer_numbers;
+        if !numbers.is_empty() {
+            tools.push(ToolSpec {
+                name: TRANSFER_CALL_TOOL.to_owned(),
+                description: "Transfer the call to a person at one of the allowed numbers, \
+                              when the caller asks for a human or you cannot help."
+                    .to_owned(),
+                parameters: serde_json::json!({
+                    "type": "object",
+                    "properties": {
+                        "to": {"type": "string", "enum": numbers, "description": "E.164 number"}
+                    },
+                    "required": ["to"]
+                }),
+            });
+        }
+        tools.extend(self.persona.tools.iter().cloned());
+        tools
     }
 
     /// Feeds one input observed at `now`.
@@ -645,6 +726,12 @@ impl CallEngine {
             } => self.stt_final(now, turn, attempt, text),
             Input::LlmToken { turn, text } => self.llm_token(now, turn, &text),
             Input::LlmDone { turn } => self.llm_done(now, turn),
+            Input::LlmToolCall { turn, call } => self.llm_tool_call(now, turn, call),
+            Input::ToolResult {
+                turn,
+                call_id,
+                content,
+            } => self.tool_result(turn, call_id, content),
             Input::TtsAudio { segment, samples } => self.tts_audio(now, segment, &samples),
             Input::TtsDone { segment } => self.tts_done(now, segment),
             Input::MarkPlayed { name } => self.mark_played(now, &name),
@@ -722,6 +809,12 @@ impl CallEngine {
             timings,
             metrics_sent: false,
             from_llm,
+            round_text: String::new(),
+            tool_calls: Vec::new(),
+            pending_tools: 0,
+            rounds: u32::from(from_llm),
+            ending: None,
+            used_tools: false,
         }
     }
 
@@ -752,6 +845,7 @@ impl CallEngine {
         if let Some(t) = reply.timings.as_mut() {
             t.llm_first_token.get_or_insert(now);
         }
+        reply.round_text.push_str(text);
         let sentences = reply.splitter.push(text);
         for sentence in sentences {
             self.speak_segment(sentence);
@@ -766,11 +860,158 @@ impl CallEngine {
         else {
             return;
         };
-        reply.llm_done = true;
-        if let Some(rest) = reply.splitter.finish() {
+        let rest = reply.splitter.finish();
+        let called_tools = !reply.tool_calls.is_empty();
+        reply.llm_done = !called_tools;
+        if let Some(rest) = rest {
             self.speak_segment(rest);
         }
-        self.finish_reply_if_done(now);
+        if called_tools {
+            self.run_tools(now);
+        } else {
+            self.finish_reply_if_done(now);
+        }
+    }
+
+    fn llm_tool_call(&mut self, now: Instant, turn: TurnId, call: ToolCall) {
+        let Some(reply) = self
+            .reply
+            .as_mut()
+            .filter(|r| r.turn == turn && !r.llm_done)
+        else {
+            return;
+        };
+        if let Some(t) = reply.timings.as_mut() {
+            t.llm_first_token.get_or_insert(now);
+        }
+        // The last round offers no tools; a call made anyway is ignored.
+        if reply.rounds < MAX_MODEL_ROUNDS {
+            reply.tool_calls.push(call);
+        }
+    }
+
+    /// Carries out the tools the model called this round: the built-in ones
+    /// here, the persona's by the shell (with a filler line meanwhile).
+    fn run_tools(&mut self, now: Instant) {
+        let Some(reply) = self.reply.as_mut() else {
+            return;
+        };
+        let turn = reply.turn;
+        reply.used_tools = true;
+        let calls = std::mem::take(&mut reply.tool_calls);
+        let said = std::mem::take(&mut reply.round_text);
+        self.history
+            .push(ChatMessage::assistant_calls(said.trim(), calls.clone()));
+        let mut ending = None;
+        let mut shell_tools = Vec::new();
+        for call in calls {
+            let result = match call.name.as_str() {
+                END_CALL_TOOL => {
+                    ending = Some(Ending::HangUp);
+                    "The call ends once your goodbye has played.".to_owned()
+                }
+                TRANSFER_CALL_TOOL => match self.transfer_target(&call.arguments) {
+                    Ok(to) => {
+                        let result = format!("Transferring the call to {to}.");
+                        ending = Some(Ending::Transfer(to));
+                        result
+                    }
+                    Err(problem) => problem,
+                },
+                name if self.persona.tools.iter().any(|t| t.name == name) => {
+                    shell_tools.push(call);
+                    continue;
+                }
+                other => format!("error: there is no tool named {other:?}"),
+            };
+            self.history.push(ChatMessage::tool_result(call.id, result));
+        }
+        if let Some(ending) = ending {
+            let Some(reply) = self.reply.as_mut() else {
+                return;
+            };
+            reply.llm_done = true;
+            let line = match &ending {
+                Ending::HangUp => self.persona.goodbye.trim().to_owned(),
+                Ending::Transfer(_) => TRANSFER_LINE.to_owned(),
+            };
+            let silent = reply.playback.full_text().trim().is_empty();
+            reply.ending = Some(ending);
+            if silent && !line.is_empty() {
+                self.speak_segment(line);
+            }
+            self.finish_reply_if_done(now);
+            return;
+        }
+        if shell_tools.is_empty() {
+            self.prompt_again(turn);
+            return;
+        }
+        if let Some(reply) = self.reply.as_mut() {
+            reply.pending_tools += shell_tools.len();
+        }
+        for call in shell_tools {
+            self.emit(Output::RunTool { turn, call });
+        }
+        let filler = self.persona.tool_filler.trim().to_owned();
+        if !filler.is_empty() {
+            self.speak_segment(filler);
+        }
+    }
+
+    fn tool_result(&mut self, turn: TurnId, call_id: String, content: String) {
+        let Some(reply) = self
+            .reply
+            .as_mut()
+            .filter(|r| r.turn == turn && r.pending_tools > 0 && r.ending.is_none())
+        else {
+            return;
+        };
+        reply.pending_tools -= 1;
+        let all_in = reply.pending_tools == 0;
+        self.history
+            .push(ChatMessage::tool_result(call_id, content));
+        if all_in {
+            self.prompt_again(turn);
+        }
+    }
+
+    /// Prompts the model again for the same reply, with the tool results.
+    fn prompt_again(&mut self, turn: TurnId) {
+        let tools = self.offered_tools();
+        let messages = self.context();
+        let Some(reply) = self.reply.as_mut().filter(|r| r.turn == turn) else {
+            return;
+        };
+        reply.splitter = SentenceSplitter::default();
+        reply.rounds += 1;
+        let tools = if reply.rounds >= MAX_MODEL_ROUNDS {
+            Vec::new()
+        } else {
+            tools
+        };
+        self.emit(Output::Prompt {
+            turn,
+            messages,
+            tools,
+        });
+    }
+
+    /// The number a `transfer_call` asks for, if the persona allows it;
+    /// otherwise what to tell the model.
+    fn transfer_target(&self, arguments: &str) -> Result<String, String> {
+        let to = serde_json::from_str::<serde_json::Value>(arguments)
+            .ok()
+            .and_then(|v| v.get("to").and_then(|to| to.as_str()).map(str::to_owned));
+        let allowed = &self.persona.transfer_numbers;
+        match to {
+            Some(to) if allowed.contains(&to) => Ok(to),
+            Some(to) => Err(format!(
+                "error: {to} is not a number you may transfer to; allowed: {}",
+                allowed.join(", ")
+            )),
+            None => Err("error: transfer_call needs {\"to\": \"<number>\"}".to_owned()),
+        }
     }
 
     fn tts_audio(&mut self, now: Instant, segment: SegmentId, samples: &[i16]) {
@@ -867,15 +1108,26 @@ impl CallEngine {
         let Some(reply) = self.reply.take() else {
             return;
         };
-        let text = reply.playback.full_text();
+        // After tool calls, the history already holds what was said before
+        // them; only the last round's words are new.
+        let text = if reply.used_tools {
+            reply.round_text.trim().to_owned()
+        } else {
+            reply.playback.full_text()
+        };
         if !text.is_empty() {
-            self.history.push(ChatMessage {
-                role: Role::Assistant,
-                content: text,
-            });
+            self.history.push(ChatMessage::new(Role::Assistant, text));
         }
         if let (Some(t), false) = (reply.timings, reply.metrics_sent) {
             self.event(EngineEvent::TurnMetrics(t.metrics(reply.turn)));
+        }
+        if let Some(ending) = reply.ending {
+            self.stop_everything();
+            self.emit(match ending {
+                Ending::HangUp => Output::HangUp(HangupReason::AgentEnded),
+                Ending::Transfer(to) => Output::Transfer { to },
+            });
+            return;
         }
         if !self.vad.is_speaking() && self.utterance.is_none() {
             self.idle_since = Some(now);
@@ -1164,13 +1416,16 @@ impl CallEngine {
             return;
         }
         let words = std::mem::take(&mut self.unanswered);
-        self.history.push(ChatMessage {
-            role: Role::User,
-            content: words.join(" "),
-        });
+        self.history
+            .push(ChatMessage::new(Role::User, words.join(" ")));
         let messages = self.context();
+        let tools = self.offered_tools();
         self.reply = Some(self.new_reply(turn, Some(timings), true));
-        self.emit(Output::Prompt { turn, messages });
+        self.emit(Output::Prompt {
+            turn,
+            messages,
+            tools,
+        });
     }
 
     fn resume_reply(&mut self, now: Instant) {
@@ -1190,10 +1445,8 @@ impl CallEngine {
         let heard = reply.playback.heard_text();
         let intended = reply.playback.full_text();
         if !heard.is_empty() {
-            self.history.push(ChatMessage {
-                role: Role::Assistant,
-                content: heard.clone(),
-            });
+            self.history
+                .push(ChatMessage::new(Role::Assistant, heard.clone()));
         }
         self.event(EngineEvent::AgentInterrupted {
             turn: interruption.turn.0,

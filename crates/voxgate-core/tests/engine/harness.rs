@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use voxgate_core::engine::{
     CallEngine, EngineConfig, EngineEvent, HangupReason, Input, Output, Persona, SegmentId, Stage,
-    TurnId,
+    ToolCall, TurnId,
 };
 
 /// One VAD window (Silero at 16 kHz: 512 samples).
@@ -34,6 +34,12 @@ pub struct Fakes {
     pub tts_per_char: Duration,
     /// Fail the LLM instead of answering.
     pub fail_llm: bool,
+    /// Tool calls made after the text of successive prompts (none when
+    /// empty).
+    pub tool_calls: VecDeque<Vec<ToolCall>>,
+    /// What the persona's tools answer, by tool name.
+    pub tool_results: HashMap<String, String>,
+    pub tool_latency: Duration,
 }
 
 impl Default for Fakes {
@@ -49,6 +55,9 @@ impl Default for Fakes {
             tts_latency: Duration::from_millis(100),
             tts_per_char: Duration::from_millis(60),
             fail_llm: false,
+            tool_calls: VecDeque::new(),
+            tool_results: HashMap::new(),
+            tool_latency: Duration::from_millis(400),
         }
     }
 }
@@ -77,6 +86,7 @@ pub struct Sim {
     /// Everything the engine emitted, with the time since the start.
     pub log: Vec<(Duration, Output)>,
     pub hung_up: Option<HangupReason>,
+    pub transferred_to: Option<String>,
 }
 
 impl Sim {
@@ -95,6 +105,7 @@ impl Sim {
             carrier_busy_until: t0,
             log: Vec::new(),
             hung_up: None,
+            transferred_to: None,
         }
     }
 
@@ -227,6 +238,9 @@ impl Sim {
                     );
                     at += self.fakes.llm_token_interval;
                 }
+                for call in self.fakes.tool_calls.pop_front().unwrap_or_default() {
+                    self.schedule(at, Input::LlmToolCall { turn: *turn, call });
+                }
                 self.schedule(at, Input::LlmDone { turn: *turn });
             }
             Output::Speak {
@@ -262,7 +276,7 @@ impl Sim {
             Output::CancelLlm { turn } => {
                 let turn = *turn;
                 self.scheduled.retain(|(_, _, i)| {
-                    !matches!(i, Input::LlmToken { turn: t, .. } | Input::LlmDone { turn: t } if *t == turn)
+                    !matches!(i, Input::LlmToken { turn: t, .. } | Input::LlmDone { turn: t } | Input::LlmToolCall { turn: t, .. } | Input::ToolResult { turn: t, .. } if *t == turn)
                 });
             }
             Output::CancelTts { turn } => {
@@ -294,6 +308,23 @@ impl Sim {
                 self.carrier_busy_until = now;
             }
             Output::HangUp(reason) => self.hung_up = Some(reason.clone()),
+            Output::Transfer { to } => self.transferred_to = Some(to.clone()),
+            Output::RunTool { turn, call } => {
+                let content = self
+                    .fakes
+                    .tool_results
+                    .get(&call.name)
+                    .cloned()
+                    .unwrap_or_default();
+                self.schedule(
+                    self.fakes.tool_latency,
+                    Input::ToolResult {
+                        turn: *turn,
+                        call_id: call.id.clone(),
+                        content,
+                    },
+                );
+            }
             _ => {}
         }
     }
@@ -333,6 +364,19 @@ impl Sim {
             .iter()
             .filter_map(|(_, o)| match o {
                 Output::Prompt { messages, .. } => Some(messages.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The tools offered with each prompt, by name.
+    pub fn offered_tools(&self) -> Vec<Vec<String>> {
+        self.log
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Output::Prompt { tools, .. } => {
+                    Some(tools.iter().map(|t| t.name.clone()).collect())
+                }
                 _ => None,
             })
             .collect()

@@ -13,3 +13,4 @@ mod long_silence;
 mod one_turn;
 mod provider_failure;
 mod talk_over;
+mod tools;

@@ -19,7 +19,7 @@ use rustfft::{Fft, FftPlanner};
 use tokenizers::Tokenizer;
 use tokio::sync::mpsc;
 
-use crate::{ProviderError, SpeechToText};
+use crate::{ProviderError, TranscribeUtterance};
 
 const PROVIDER: &str = "whisper";
 
@@ -82,7 +82,7 @@ impl WhisperConfig {
 /// Whisper speech to text, loaded once and shared by every call.
 ///
 /// Cloning is cheap and shares the model (about 250 MiB RSS once it has
-/// run). Each [`SpeechToText::transcribe`] runs on Tokio's blocking pool
+/// run). Each [`TranscribeUtterance::transcribe`] runs on Tokio's blocking pool
 /// (so it must be called inside a Tokio runtime) and costs the same for any
 /// length up to 30 s, since the encoder always sees 30 s: on 2 idle cores
 /// 1.1 s with AVX2 only, 0.5-0.7 s with AVX-512 (int8: ~25% less; 1 thread:
@@ -187,7 +187,7 @@ impl WhisperStt {
     }
 }
 
-impl SpeechToText for WhisperStt {
+impl TranscribeUtterance for WhisperStt {
     fn transcribe(&self, audio: Vec<i16>) -> mpsc::Receiver<Result<String, ProviderError>> {
         let (tx, rx) = mpsc::channel(1);
         let inner = Arc::clone(&self.inner);

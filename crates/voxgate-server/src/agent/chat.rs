@@ -3,7 +3,7 @@
 
 use voxgate_core::engine::{ChatMessage, Role};
 use voxgate_core::events::JobConfig;
-use voxgate_providers::ProviderError;
+use voxgate_providers::{LlmChunk, LlmRequest, ProviderError};
 use voxgate_store::Store;
 
 use super::Providers;
@@ -33,30 +33,24 @@ pub async fn chat_turn(
     text: String,
 ) -> Result<ChatAnswer, ProviderError> {
     let persona = resolve_persona(store, job).await;
-    let user = ChatMessage {
-        role: Role::User,
-        content: text,
-    };
+    let user = ChatMessage::new(Role::User, text);
     let mut messages = Vec::with_capacity(history.len() + 2);
-    messages.push(ChatMessage {
-        role: Role::System,
-        content: persona.instructions.clone(),
-    });
+    messages.push(ChatMessage::new(Role::System, persona.instructions.clone()));
     messages.extend(history);
     messages.push(user.clone());
-    let mut pieces = providers.llm.reply(messages);
+    // A text chat offers no tools: it has no call to end or transfer.
+    let mut pieces = providers.llm.reply(LlmRequest::chat(messages));
     let mut answer = String::new();
     while let Some(piece) = pieces.recv().await {
-        answer.push_str(&piece?);
+        if let LlmChunk::Text(text) = piece? {
+            answer.push_str(&text);
+        }
     }
     Ok(ChatAnswer {
         persona: persona.name,
         exchange: [
             user,
-            ChatMessage {
-                role: Role::Assistant,
-                content: answer.trim().to_owned(),
-            },
+            ChatMessage::new(Role::Assistant, answer.trim().to_owned()),
         ],
     })
 }

@@ -11,11 +11,12 @@
 mod chat;
 mod providers;
 mod task;
+mod tools;
 mod transcript;
 
 pub use chat::{CHAT_HISTORY, ChatAnswer, chat_turn};
 pub use providers::{APOLOGY, Providers};
-pub use task::{AgentAction, AgentHandle, AgentSpec, spawn_agent};
+pub use task::{AgentAction, AgentHandle, AgentSpec, CallTransfer, spawn_agent};
 
 /// Whether this server's calls get an agent.
 #[derive(Debug, Clone, Default)]

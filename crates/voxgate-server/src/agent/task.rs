@@ -16,15 +16,18 @@ use voxgate_core::engine::{
     CallEngine, EngineConfig, EngineEvent, HangupReason, INPUT_RATE_HZ, Input, Output, SegmentId,
     Stage, TurnId, TurnMetrics,
 };
+use voxgate_core::engine::{Persona, Role, ToolCall};
 use voxgate_core::events::{CallEvent, JobConfig};
 use voxgate_core::ids::CallSid;
-use voxgate_providers::VadStream;
+use voxgate_core::persona::{HttpToolSpec, PersonaSpec};
+use voxgate_providers::{LlmChunk, LlmRequest, SttStream, VadStream};
 use voxgate_store::{RecordWriter, Store};
 
 use super::Providers;
+use super::tools::run_http_tool;
 use super::transcript::TranscriptLog;
 use crate::bus::EventBus;
-use crate::metrics::{AGENT_INPUT_DROPPED, TURN_STAGE_SECONDS};
+use crate::metrics::{AGENT_INPUT_DROPPED, LLM_TOKENS, TURN_STAGE_SECONDS};
 use crate::personas::resolve_persona;
 
 /// What the agent asks of the call's socket.
@@ -50,7 +53,7 @@ pub enum AgentAction {
 
 /// What the socket tells the agent.
 #[derive(Debug)]
-enum AgentInput {
+pub(super) enum AgentInput {
     CallerAudio(Vec<i16>),
     MarkPlayed(String),
     Configure(JobConfig),
@@ -111,6 +114,23 @@ pub struct AgentSpec {
     pub job: JobConfig,
     /// When the call started (the transcript's and recording's time zero).
     pub started: Instant,
+    /// How to transfer this call, when the carrier can (the persona's
+    /// transfer numbers are offered to the model only then).
+    pub transfer: Option<Arc<dyn CallTransfer>>,
+}
+
+/// Hands a live call over to another number through the carrier's
+/// call-control API.
+pub trait CallTransfer: Send + Sync + std::fmt::Debug {
+    /// Transfers `call` to `to` (E.164).
+    ///
+    /// # Errors
+    /// What the carrier said, without secrets.
+    fn transfer<'a>(
+        &'a self,
+        call: &'a CallSid,
+        to: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), String>>;
 }
 
 /// Starts the agent of a call on `tracker`. It ends when `token` (the
@@ -139,6 +159,8 @@ pub fn spawn_agent(
         tts_jobs: tts_tx,
         llm_turns: HashMap::new(),
         tts_turns: HashMap::new(),
+        stt: providers.stt.open(),
+        tools: PersonaTools::default(),
     };
     tracker.spawn(
         tts_worker(
@@ -154,16 +176,22 @@ pub fn spawn_agent(
     let apology = providers.apology_at(spec.carrier_rate);
     let vad = providers.vad.stream();
     let start = async move {
+        let mut workers = workers;
         let persona = resolve_persona(&workers.store, &spec.job).await;
         tracing::info!(persona = %persona.name, "agent answering");
+        let can_transfer = spec.transfer.is_some();
+        let engine_persona = adopt(&workers.tools, &persona, can_transfer);
+        let partials = workers.stt.partials();
         let agent = Agent {
             engine: CallEngine::new(
                 EngineConfig {
                     output_rate_hz: spec.carrier_rate.hz(),
                     ..EngineConfig::default()
                 },
-                persona.to_engine(),
+                engine_persona,
             ),
+            transfer: spec.transfer,
+            partials,
             apology,
             vad,
             upsample: SampleRate::new(INPUT_RATE_HZ)
@@ -198,6 +226,9 @@ pub fn spawn_agent(
 
 struct Agent {
     engine: CallEngine,
+    transfer: Option<Arc<dyn CallTransfer>>,
+    /// Interim transcripts of the caller, when the recogniser makes them.
+    partials: Option<mpsc::Receiver<String>>,
     /// The apology at the carrier's rate.
     apology: Vec<i16>,
     vad: Box<dyn VadStream>,
@@ -240,6 +271,12 @@ impl Agent {
                     None => break,
                 },
                 Some(result) = results.recv() => self.engine.handle(now(), result),
+                Some(text) = next_partial(&mut self.partials) => self.bus.publish(CallEvent::Transcript {
+                    call_id: self.call_id.clone(),
+                    role: Role::User,
+                    text,
+                    is_final: false,
+                }),
                 () = sleep_until(timeout) => self.engine.handle_timeout(now()),
             }
         }
@@ -251,7 +288,7 @@ impl Agent {
         match input {
             AgentInput::CallerAudio(samples) => self.caller_audio(&samples),
             AgentInput::MarkPlayed(name) => self.engine.handle(now(), Input::MarkPlayed { name }),
-            AgentInput::Configure(job) => self.workers.configure(job),
+            AgentInput::Configure(job) => self.workers.configure(job, self.transfer.is_some()),
         }
     }
 
@@ -264,6 +301,7 @@ impl Agent {
         };
         self.scratch.clear();
         upsample.process(samples, &mut self.scratch);
+        self.workers.stt.audio(&self.scratch);
         let window_len = self.vad.window_samples();
         let windows = self.windows.get_or_insert_with(|| {
             Framer::with_frame_len(NonZeroUsize::new(window_len).unwrap_or(NonZeroUsize::MIN))
@@ -298,6 +336,9 @@ impl Agent {
                 },
                 Output::ClearPlayback => AgentAction::Clear,
                 Output::HangUp(reason) => hang_up(reason),
+                Output::Transfer { to } => {
+                    transfer_call(self.transfer.clone(), &self.call_id, &to).await
+                }
                 Output::Event(event) => {
                     self.publish(event);
                     continue;
@@ -313,7 +354,38 @@ impl Agent {
         }
         true
     }
+}
 
+/// Transfers the call (the model asked, the persona allows it); the call
+/// then ends here either way.
+async fn transfer_call(
+    transfer: Option<Arc<dyn CallTransfer>>,
+    call_id: &CallSid,
+    to: &str,
+) -> AgentAction {
+    let result = match &transfer {
+        Some(transfer) => transfer.transfer(call_id, to).await,
+        None => Err("this call cannot be transferred".to_owned()),
+    };
+    match result {
+        Ok(()) => {
+            tracing::info!(to, "call transferred");
+            AgentAction::HangUp {
+                disposition: Disposition::Transferred,
+                reason: format!("transferred to {to}"),
+            }
+        }
+        Err(e) => {
+            tracing::error!(to, error = %e, "transfer failed");
+            AgentAction::HangUp {
+                disposition: Disposition::Error,
+                reason: format!("transfer to {to} failed: {e}"),
+            }
+        }
+    }
+}
+
+impl Agent {
     fn publish(&mut self, event: EngineEvent) {
         let stored = match &event {
             EngineEvent::TurnMetrics(metrics) => {
@@ -327,7 +399,14 @@ impl Agent {
                 is_final: true,
                 started,
                 ended,
-            } => self.transcript.words(*turn, *role, text, *started, *ended),
+            } => {
+                if *role == Role::User {
+                    // The caller's words are committed: the recogniser's
+                    // next transcript starts after them.
+                    self.workers.stt.next_turn();
+                }
+                self.transcript.words(*turn, *role, text, *started, *ended)
+            }
             EngineEvent::AgentInterrupted { turn, heard, .. } => {
                 self.transcript.interrupted(*turn, heard, now())
             }
@@ -347,6 +426,7 @@ fn hang_up(reason: HangupReason) -> AgentAction {
             Disposition::Completed,
             "the caller stayed silent through every reprompt".to_owned(),
         ),
+        HangupReason::AgentEnded => (Disposition::Hangup, "the agent ended the call".to_owned()),
         HangupReason::ProviderFailed { stage, detail } => (
             Disposition::Error,
             format!("{} failed: {detail}", stage.as_str()),
@@ -374,6 +454,13 @@ fn record_turn_metrics(metrics: &TurnMetrics) {
     }
 }
 
+async fn next_partial(partials: &mut Option<mpsc::Receiver<String>>) -> Option<String> {
+    match partials {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
@@ -393,7 +480,14 @@ struct Workers {
     tts_jobs: mpsc::UnboundedSender<SpeakJob>,
     llm_turns: HashMap<TurnId, CancellationToken>,
     tts_turns: HashMap<TurnId, CancellationToken>,
+    /// The call's speech-to-text stream.
+    stt: Box<dyn SttStream>,
+    /// The persona's HTTP tools, by name (a live config replaces them).
+    tools: PersonaTools,
 }
+
+/// The HTTP tools of the call's current persona, by name.
+type PersonaTools = Arc<std::sync::Mutex<HashMap<String, HttpToolSpec>>>;
 
 /// One segment for the TTS worker.
 struct SpeakJob {
@@ -412,16 +506,19 @@ impl Workers {
                 attempt,
                 audio,
             } => self.transcribe(turn, attempt, audio),
-            Output::Prompt { turn, messages } => {
-                let token = self.token.child_token();
-                self.llm_turns.retain(|_, t| !t.is_cancelled());
-                self.llm_turns.insert(turn, token.clone());
-                let rx = self.providers.llm.reply(messages);
+            Output::Prompt {
+                turn,
+                messages,
+                tools,
+            } => {
+                let token = self.turn_token(turn);
+                let rx = self.providers.llm.reply(LlmRequest { messages, tools });
                 self.spawn(
                     token.clone(),
                     stream_reply(turn, rx, self.results.clone(), token),
                 );
             }
+            Output::RunTool { turn, call } => self.run_tool(turn, call),
             Output::CancelLlm { turn } => {
                 if let Some(token) = self.llm_turns.remove(&turn) {
                     token.cancel();
@@ -465,15 +562,51 @@ impl Workers {
         );
     }
 
+    /// The token of a turn's model work (its generations and its tools),
+    /// made on first use.
+    fn turn_token(&mut self, turn: TurnId) -> CancellationToken {
+        self.llm_turns.retain(|_, t| !t.is_cancelled());
+        self.llm_turns
+            .entry(turn)
+            .or_insert_with(|| self.token.child_token())
+            .clone()
+    }
+
     /// Looks the call's persona up again; it applies from the next turn.
-    fn configure(&self, job: JobConfig) {
+    fn configure(&self, job: JobConfig, can_transfer: bool) {
         let store = self.store.clone();
         let results = self.results.clone();
+        let tools = Arc::clone(&self.tools);
         self.spawn(self.token.clone(), async move {
             let persona = resolve_persona(&store, &job).await;
             tracing::info!(persona = %persona.name, "persona updated");
+            let engine = adopt(&tools, &persona, can_transfer);
+            let _ = results.send(Input::Configure(Box::new(engine))).await;
+        });
+    }
+
+    /// Runs one of the persona's HTTP tools; its answer (or what went
+    /// wrong) goes back to the model.
+    fn run_tool(&mut self, turn: TurnId, call: ToolCall) {
+        let token = self.turn_token(turn);
+        let tool = self
+            .tools
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&call.name)
+            .cloned();
+        let results = self.results.clone();
+        self.spawn(token, async move {
+            let content = match tool {
+                Some(tool) => run_http_tool(&tool, &call.arguments).await,
+                None => format!("error: there is no tool named {:?}", call.name),
+            };
             let _ = results
-                .send(Input::Configure(Box::new(persona.to_engine())))
+                .send(Input::ToolResult {
+                    turn,
+                    call_id: call.id,
+                    content,
+                })
                 .await;
         });
     }
@@ -496,8 +629,8 @@ impl Workers {
         });
     }
 
-    fn transcribe(&self, turn: TurnId, attempt: u32, audio: Vec<i16>) {
-        let mut rx = self.providers.stt.transcribe(audio);
+    fn transcribe(&mut self, turn: TurnId, attempt: u32, audio: Vec<i16>) {
+        let mut rx = self.stt.transcribe(audio);
         let results = self.results.clone();
         self.spawn(self.token.clone(), async move {
             let input = match rx.recv().await {
@@ -514,6 +647,23 @@ impl Workers {
     }
 }
 
+/// Takes `persona`'s tools for the call and gives the engine's view of it;
+/// transfer numbers are dropped when the call cannot be transferred.
+fn adopt(tools: &PersonaTools, persona: &PersonaSpec, can_transfer: bool) -> Persona {
+    *tools
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = persona
+        .tools
+        .iter()
+        .map(|tool| (tool.name.clone(), tool.clone()))
+        .collect();
+    let mut engine = persona.to_engine();
+    if !can_transfer {
+        engine.transfer_numbers.clear();
+    }
+    engine
+}
+
 fn failed(stage: Stage, detail: &dyn std::fmt::Display) -> Input {
     tracing::error!(stage = stage.as_str(), error = %detail, "provider failed");
     Input::ProviderFailed {
@@ -526,7 +676,7 @@ fn failed(stage: Stage, detail: &dyn std::fmt::Display) -> Input {
 /// generation.
 async fn stream_reply(
     turn: TurnId,
-    mut rx: mpsc::Receiver<Result<String, voxgate_providers::ProviderError>>,
+    mut rx: mpsc::Receiver<Result<LlmChunk, voxgate_providers::ProviderError>>,
     results: mpsc::Sender<Input>,
     token: CancellationToken,
 ) {
@@ -534,7 +684,15 @@ async fn stream_reply(
     let _done = token.drop_guard();
     loop {
         let input = match rx.recv().await {
-            Some(Ok(text)) => Input::LlmToken { turn, text },
+            Some(Ok(LlmChunk::Text(text))) => Input::LlmToken { turn, text },
+            Some(Ok(LlmChunk::ToolCall(call))) => Input::LlmToolCall { turn, call },
+            Some(Ok(LlmChunk::Usage(usage))) => {
+                metrics::counter!(LLM_TOKENS, "kind" => "prompt")
+                    .increment(u64::from(usage.prompt));
+                metrics::counter!(LLM_TOKENS, "kind" => "completion")
+                    .increment(u64::from(usage.completion));
+                continue;
+            }
             Some(Err(e)) => {
                 let _ = results.send(failed(Stage::Llm, &e)).await;
                 return;

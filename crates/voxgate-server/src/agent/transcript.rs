@@ -46,7 +46,7 @@ impl TranscriptLog {
         let role = match role {
             Role::User => TurnRole::User,
             Role::Assistant => TurnRole::Assistant,
-            Role::System => return None,
+            Role::System | Role::Tool => return None,
         };
         let (started_ms, ended_ms) = (self.ms(started), self.ms(ended));
         if let Some((open_turn, open)) = self.open.as_mut()

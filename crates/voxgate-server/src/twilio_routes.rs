@@ -1,0 +1,251 @@
+//! Twilio's side of the HTTP API: webhook forms checked against
+//! `X-Twilio-Signature` ([`TwilioForm`]), call status callbacks
+//! (`POST /twilio/status`) and outbound calls (`POST /api/calls`).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Form, FromRequest, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use voxgate_core::ids::CallSid;
+use voxgate_core::persona::DEFAULT_PERSONA;
+use voxgate_core::phone;
+use voxgate_core::twilio_signature::{self, SIGNATURE_HEADER};
+use voxgate_store::{CallRecord, CarrierStatus, StatusReport};
+
+use crate::app::AppState;
+use crate::http::{ApiError, connect_twiml};
+use crate::twilio_api::{CallInstructions, NewCall};
+
+/// A Twilio webhook's form parameters, in the order they came. When an auth
+/// token is configured, extracting one checks `X-Twilio-Signature` and
+/// refuses the request (403) unless Twilio signed it; without one, any
+/// request is taken.
+///
+/// The signed URL is `VOXGATE_PUBLIC_URL` plus the request's path and
+/// query (what Twilio was told to request), or, without a public URL,
+/// `https://` plus the `Host` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TwilioForm(pub Vec<(String, String)>);
+
+impl TwilioForm {
+    /// The first value of parameter `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+impl FromRequest<AppState> for TwilioForm {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let signed = match &state.config.twilio.auth_token {
+            Some(token) => Some((
+                token.clone(),
+                signed_url(state, &request)?,
+                request
+                    .headers()
+                    .get(SIGNATURE_HEADER)
+                    .and_then(|value| value.to_str().ok())
+                    .map(str::to_owned),
+            )),
+            None => None,
+        };
+        let Form(params) = Form::<Vec<(String, String)>>::from_request(request, state).await?;
+        if let Some((token, url, signature)) = signed {
+            let signature = signature.ok_or_else(|| {
+                ApiError::Forbidden(format!("no {SIGNATURE_HEADER} header: not from Twilio"))
+            })?;
+            let pairs = params.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+            if !twilio_signature::is_valid(token.expose(), &url, pairs, &signature) {
+                tracing::warn!(url, "webhook with a bad Twilio signature refused");
+                return Err(ApiError::Forbidden(format!(
+                    "{SIGNATURE_HEADER} does not match {url}: not from Twilio, or \
+                     VOXGATE_PUBLIC_URL is not the URL Twilio calls"
+                )));
+            }
+        }
+        Ok(TwilioForm(params))
+    }
+}
+
+/// The URL Twilio requested, as it signed it.
+fn signed_url(state: &AppState, request: &Request) -> Result<String, ApiError> {
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |path| path.as_str());
+    if let Some(public) = &state.config.public_url {
+        return Ok(public.http_url(path));
+    }
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .filter(|host| !host.is_empty())
+        .ok_or_else(|| {
+            ApiError::Forbidden(
+                "no Host header and no VOXGATE_PUBLIC_URL to check the Twilio signature against"
+                    .into(),
+            )
+        })?;
+    Ok(format!("https://{host}{path}"))
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// `POST /twilio/status`: a call status callback. Moves the call's record
+/// forward (a late or repeated status changes nothing) and records
+/// `CallDuration` when the call completes. 204; 400 for a status Twilio
+/// does not use.
+pub async fn status_callback(
+    State(state): State<AppState>,
+    form: TwilioForm,
+) -> Result<StatusCode, ApiError> {
+    let required = |name: &str| {
+        form.get(name)
+            .ok_or_else(|| ApiError::BadRequest(format!("no {name} in the status callback")))
+    };
+    let call_sid = CallSid::new(required("CallSid")?)
+        .map_err(|e| ApiError::BadRequest(format!("bad CallSid: {e}")))?;
+    let status: CarrierStatus = required("CallStatus")?
+        .parse()
+        .map_err(|e| ApiError::BadRequest(format!("{e}")))?;
+    let duration_s = form
+        .get("CallDuration")
+        .map(|raw| {
+            raw.parse::<i64>()
+                .ok()
+                .filter(|seconds| *seconds >= 0)
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!("CallDuration {raw:?} is not whole seconds"))
+                })
+        })
+        .transpose()?;
+    let report = StatusReport {
+        call_sid,
+        status,
+        duration_s,
+        from: form.get("From").map(phone::party),
+        to: form.get("To").map(phone::party),
+        at_ms: unix_ms(),
+    };
+    let applied = state.store.report_carrier_status(&report).await?;
+    tracing::info!(
+        call_sid = report.call_sid.as_str(),
+        status = status.as_str(),
+        applied,
+        "call status from Twilio"
+    );
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The body of `POST /api/calls`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundCallRequest {
+    /// Who to call: a phone number (normalised to E.164).
+    pub to: String,
+    /// The caller id: a number of the Twilio account.
+    pub from: String,
+    /// The persona that talks; the default one when absent.
+    pub persona: Option<String>,
+}
+
+/// `POST /api/calls`: places a call through Twilio that connects, once
+/// answered, to `/stream` with the persona, like an inbound call's TwiML;
+/// records it as an outbound call, `queued`; answers 201 with
+/// `{"call_sid", "status"}`. 503 when Twilio or the public URL is not
+/// configured.
+pub async fn create_call(
+    State(state): State<AppState>,
+    body: Result<Json<OutboundCallRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let (Some(twilio), Some(public)) = (&state.twilio, &state.config.public_url) else {
+        return Err(not_configured(&state));
+    };
+    let Json(request) = body?;
+    let number = |field: &str, raw: &str| {
+        phone::normalize_e164(raw).ok_or_else(|| {
+            ApiError::BadRequest(format!("`{field}` is not a phone number: {raw:?}"))
+        })
+    };
+    let to = number("to", &request.to)?;
+    let from = number("from", &request.from)?;
+    let persona = request
+        .persona
+        .unwrap_or_else(|| DEFAULT_PERSONA.to_owned());
+    if persona != DEFAULT_PERSONA && state.store.get_persona(&persona).await?.is_none() {
+        return Err(ApiError::BadRequest(format!(
+            "no persona named {persona:?}"
+        )));
+    }
+    let twiml = connect_twiml(
+        &public.ws_url("/stream"),
+        Some(from.clone()),
+        Some(to.clone()),
+        persona.clone(),
+    );
+    let call_sid = twilio
+        .create_call(&NewCall {
+            to: to.clone(),
+            from: from.clone(),
+            instructions: CallInstructions::Twiml(twiml),
+            status_callback: Some(public.http_url("/twilio/status")),
+        })
+        .await?;
+    tracing::info!(call_sid = call_sid.as_str(), "outbound call placed");
+    let record = CallRecord {
+        from: Some(from),
+        to: Some(to),
+        persona: Some(persona),
+        ..CallRecord::started(call_sid.clone(), unix_ms())
+    };
+    // The call exists now: failing the request would invite a second one.
+    if let Err(error) = state
+        .store
+        .record_outbound_call(&record, CarrierStatus::Queued)
+        .await
+    {
+        tracing::error!(%error, "outbound call not recorded; the writer will retry its record");
+        state.records.submit(record);
+    }
+    let location = format!("/api/calls/{call_sid}");
+    let body = serde_json::json!({
+        "call_sid": call_sid,
+        "status": CarrierStatus::Queued,
+    });
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(body),
+    )
+        .into_response())
+}
+
+/// Which settings outbound calls lack.
+fn not_configured(state: &AppState) -> ApiError {
+    let twilio = &state.config.twilio;
+    let missing: Vec<&str> = [
+        ("TWILIO_ACCOUNT_SID", twilio.account_sid.is_none()),
+        ("TWILIO_AUTH_TOKEN", twilio.auth_token.is_none()),
+        ("VOXGATE_PUBLIC_URL", state.config.public_url.is_none()),
+    ]
+    .into_iter()
+    .filter_map(|(name, absent)| absent.then_some(name))
+    .collect();
+    ApiError::TwilioNotConfigured(format!(
+        "outbound calls need Twilio: set {}",
+        missing.join(", ")
+    ))
+}
