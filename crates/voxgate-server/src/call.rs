@@ -1,6 +1,7 @@
 //! One live call: registered, announced, recorded, and always ended with a
 //! disposition, even if its task unwinds.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use metrics::{counter, gauge};
@@ -13,7 +14,10 @@ use voxgate_core::events::{CallEvent, CallStatus, Carrier, JobConfig};
 use voxgate_core::ids::{CallSid, StreamSid};
 use voxgate_store::CallRecord;
 
-use crate::agent::{AgentAction, AgentHandle, AgentSpec, AgentState, spawn_agent};
+use crate::agent::{
+    AgentAction, AgentHandle, AgentSpec, AgentState, CallTransfer, spawn_agent,
+    spawn_realtime_agent,
+};
 use crate::app::AppState;
 use crate::metrics::{ACTIVE_CALLS, CALLS};
 use crate::recordings::write_recording;
@@ -102,16 +106,34 @@ impl LiveCall {
         tracing::info!(carrier = start.carrier.as_str(), "call started");
         let token = parent.child_token();
         let started = tokio::time::Instant::now();
+        let spec = AgentSpec {
+            call_id: record.call_sid.clone(),
+            carrier_rate: start.audio_rate,
+            job: start.config.clone(),
+            started,
+            // Only a carrier call can be transferred, and only through the
+            // carrier's REST API.
+            transfer: match start.carrier {
+                Carrier::Twilio => state
+                    .twilio
+                    .clone()
+                    .map(|api| Arc::new(api) as Arc<dyn CallTransfer>),
+                _ => None,
+            },
+        };
         let agent = match &*state.agent.borrow() {
+            AgentState::Realtime(agent) => Some(spawn_realtime_agent(
+                agent,
+                spec,
+                state.store.clone(),
+                state.records.clone(),
+                state.bus.clone(),
+                &state.lifecycle.tracker,
+                &token,
+            )),
             AgentState::Ready(providers) => Some(spawn_agent(
                 providers,
-                AgentSpec {
-                    call_id: record.call_sid.clone(),
-                    carrier_rate: start.audio_rate,
-                    job: start.config.clone(),
-                    started,
-                    transfer: None,
-                },
+                spec,
                 state.store.clone(),
                 state.records.clone(),
                 state.bus.clone(),

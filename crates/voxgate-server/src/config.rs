@@ -498,7 +498,10 @@ const SETTINGS: &[Setting] = &[
         apply: |c, v| {
             c.agent.mode = choose(
                 v,
-                &[("pipeline", AgentMode::Pipeline), ("realtime", AgentMode::Realtime)],
+                &[
+                    ("pipeline", AgentMode::Pipeline),
+                    ("realtime", AgentMode::Realtime),
+                ],
             )?;
             Ok(())
         },
@@ -522,7 +525,13 @@ const SETTINGS: &[Setting] = &[
         section: Some("llm"),
         key: "provider",
         apply: |c, v| {
-            c.agent.llm = choose(v, &[("local", LlmProvider::Local), ("openai", LlmProvider::OpenAi)])?;
+            c.agent.llm = choose(
+                v,
+                &[
+                    ("local", LlmProvider::Local),
+                    ("openai", LlmProvider::OpenAi),
+                ],
+            )?;
             Ok(())
         },
     },
@@ -1054,7 +1063,11 @@ mod tests {
             "LiveKit's ELEVEN_API_KEY is accepted"
         );
         assert_eq!(
-            agent.openai.base_url.as_ref().map(|b| b.join("/chat/completions")),
+            agent
+                .openai
+                .base_url
+                .as_ref()
+                .map(|b| b.join("/chat/completions")),
             Some("http://127.0.0.1:9/v1/chat/completions".to_owned())
         );
         let shown = format!("{config:?}");
@@ -1067,11 +1080,21 @@ mod tests {
         ])
         .expect("valid");
         assert_eq!(
-            preferred.agent.elevenlabs.api_key.as_ref().map(Secret::expose),
+            preferred
+                .agent
+                .elevenlabs
+                .api_key
+                .as_ref()
+                .map(Secret::expose),
             Some("first")
         );
         assert_eq!(load_env(&[]).expect("valid").agent, AgentConfig::default());
-        for name in ["VOXGATE_MODE", "VOXGATE_STT", "ELEVEN_API_KEY", "DEEPGRAM_BASE_URL"] {
+        for name in [
+            "VOXGATE_MODE",
+            "VOXGATE_STT",
+            "ELEVEN_API_KEY",
+            "DEEPGRAM_BASE_URL",
+        ] {
             assert!(env_names().iter().any(|n| n == name), "{name} missing");
         }
     }
@@ -1087,15 +1110,18 @@ mod tests {
         };
         let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
         assert!(
-            text.iter().any(|p| p.starts_with("DEEPGRAM_API_KEY: must be set")),
+            text.iter()
+                .any(|p| p.starts_with("DEEPGRAM_API_KEY: must be set")),
             "{text:?}"
         );
         assert!(
-            text.iter().any(|p| p.starts_with("ELEVENLABS_API_KEY: must be set")),
+            text.iter()
+                .any(|p| p.starts_with("ELEVENLABS_API_KEY: must be set")),
             "{text:?}"
         );
         assert!(
-            text.iter().any(|p| p.starts_with("VOXGATE_TTS_VOICE: must be set")),
+            text.iter()
+                .any(|p| p.starts_with("VOXGATE_TTS_VOICE: must be set")),
             "{text:?}"
         );
         assert!(

@@ -360,6 +360,22 @@ fn path_segment(raw: &str) -> String {
     out
 }
 
+/// The agent's `transfer_call`: Twilio moves the call to the number with
+/// `<Dial>`.
+impl crate::agent::CallTransfer for TwilioApi {
+    fn transfer<'a>(
+        &'a self,
+        call: &'a CallSid,
+        to: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            TwilioApi::transfer(self, call, to)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

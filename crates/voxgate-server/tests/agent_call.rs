@@ -134,7 +134,14 @@ struct Script {
 }
 
 async fn server_with(script: Script) -> (TestServer, Arc<ScriptedLlm>) {
-    let server = TestServer::start().await;
+    server_configured(script, |_| {}).await
+}
+
+async fn server_configured(
+    script: Script,
+    tune: impl FnOnce(&mut voxgate_server::config::Config),
+) -> (TestServer, Arc<ScriptedLlm>) {
+    let server = TestServer::start_with(tune).await;
     let llm = Arc::new(ScriptedLlm {
         reply: script.reply.map(str::to_owned).map_err(str::to_owned),
         word_gap: script.word_gap,
@@ -560,7 +567,11 @@ async fn the_stream_picks_the_persona_and_a_live_config_switches_it() {
         !llm.prompts.lock().expect("lock").is_empty()
     })
     .await;
-    let system = |n: usize| llm.prompts.lock().expect("lock")[n].messages[0].content.clone();
+    let system = |n: usize| {
+        llm.prompts.lock().expect("lock")[n].messages[0]
+            .content
+            .clone()
+    };
     assert_eq!(system(0), "You sell boats.");
 
     let config = format!(
@@ -625,7 +636,10 @@ async fn the_agent_calls_a_persona_tool_then_ends_the_call() {
         word_gap: Duration::from_millis(5),
         rounds: vec![
             ("", vec![tool_call("w1", "weather", r#"{"city":"Paris"}"#)]),
-            ("It is sunny in Paris. Goodbye!", vec![tool_call("e1", "end_call", "{}")]),
+            (
+                "It is sunny in Paris. Goodbye!",
+                vec![tool_call("e1", "end_call", "{}")],
+            ),
         ],
     })
     .await;
@@ -652,7 +666,10 @@ async fn the_agent_calls_a_persona_tool_then_ends_the_call() {
         .eventually("the agent hangs up", |h| h.running_tasks() == 0)
         .await;
     let audio = caller.hang_up().await;
-    assert!(audio.agent.iter().any(|&s| s.abs() > 3000), "the caller heard the agent");
+    assert!(
+        audio.agent.iter().any(|&s| s.abs() > 3000),
+        "the caller heard the agent"
+    );
     assert_eq!(
         bodies.lock().expect("lock").as_slice(),
         [r#"{"city":"Paris"}"#],
@@ -661,7 +678,11 @@ async fn the_agent_calls_a_persona_tool_then_ends_the_call() {
     let prompts = llm.prompts.lock().expect("lock").clone();
     assert_eq!(prompts.len(), 2, "prompted again with the tool's answer");
     let offered: Vec<&str> = prompts[0].tools.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(offered, ["end_call", "weather"], "no transfer: the call cannot be transferred");
+    assert_eq!(
+        offered,
+        ["end_call", "weather"],
+        "no transfer: the call cannot be transferred"
+    );
     let result = prompts[1].messages.last().expect("a tool result");
     assert_eq!(result.role, Role::Tool);
     assert_eq!(result.content, r#"{"sky":"sunny"}"#);
@@ -677,6 +698,81 @@ async fn the_agent_calls_a_persona_tool_then_ends_the_call() {
         .map(|t| t["text"].as_str().unwrap_or("").to_owned())
         .collect();
     assert!(said.iter().any(|t| t.contains("One moment")), "{said:?}");
-    assert!(said.iter().any(|t| t.contains("sunny in Paris")), "{said:?}");
+    assert!(
+        said.iter().any(|t| t.contains("sunny in Paris")),
+        "{said:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_transfers_a_twilio_call_to_an_allowed_number() {
+    use voxgate_testkit::fakes::twilio::FakeTwilio;
+    const ACCOUNT: &str = "AC00000000000000000000000000000001";
+    const TOKEN: &str = "twilio-token-3f9a";
+    let twilio = FakeTwilio::start(ACCOUNT, TOKEN).await;
+    let base_url = twilio.base_url();
+    let (server, llm) = server_configured(
+        Script {
+            transcripts: vec!["Can I talk to a person?"],
+            reply: Ok("Unused."),
+            word_gap: Duration::from_millis(5),
+            rounds: vec![(
+                "",
+                vec![tool_call("t1", "transfer_call", r#"{"to":"+14155550100"}"#)],
+            )],
+        },
+        |config| {
+            config.twilio = voxgate_server::config::TwilioConfig {
+                account_sid: Some(ACCOUNT.to_owned()),
+                auth_token: Some(voxgate_providers::Secret::new(TOKEN)),
+                base_url: voxgate_providers::cloud::BaseUrl::parse(&base_url)
+                    .expect("the fake's URL"),
+            };
+        },
+    )
+    .await;
+    create_persona(
+        &server,
+        r#"{"name":"frontdesk","transfer_numbers":["+14155550100"]}"#,
+    )
+    .await;
+    let options = LiveCallerOptions {
+        persona: "frontdesk".to_owned(),
+        ..LiveCallerOptions::default()
+    };
+    let mut caller = LiveCaller::dial(server.addr, "agenttransfer1", options).await;
+    twilio.add_call(&caller.call_sid, "+15551230000", "+15551239999");
+    assert!(caller.wait_playing(true, WAIT).await, "the greeting plays");
+    assert!(caller.wait_playing(false, WAIT).await, "the greeting ends");
+    let sid = caller.call_sid.clone();
+    caller.say(speech(800));
+
+    server
+        .eventually("the call ends after the transfer", |h| {
+            h.running_tasks() == 0
+        })
+        .await;
+    caller.hang_up().await;
+    let update = twilio
+        .requests()
+        .into_iter()
+        .find(|r| r.path.ends_with(&format!("/Calls/{sid}.json")))
+        .expect("the call was updated");
+    assert!(update.authorized);
+    let twiml = update.get("Twiml").unwrap_or_default().to_owned();
+    assert!(twiml.contains("<Dial>+14155550100</Dial>"), "{twiml}");
+    let offered: Vec<String> = llm.prompts.lock().expect("lock")[0]
+        .tools
+        .iter()
+        .map(|t| t.name.clone())
+        .collect();
+    assert_eq!(offered, ["end_call", "transfer_call"]);
+    let record = server.record(&sid).await;
+    assert_eq!(record["disposition"], "transferred", "{record}");
+    assert_eq!(
+        record["end_reason"], "transferred to +14155550100",
+        "{record}"
+    );
     server.stop().await;
 }

@@ -243,7 +243,7 @@ fn main() {
         let handle = server.handle();
         let running = tokio::spawn(server.run());
         let models = models_dir(|name| std::env::var(name).ok());
-        let providers = voxgate::agent::load_agent(&AgentConfig::default(), &models, false)
+        let providers = voxgate::agent::load_pipeline(&AgentConfig::default(), &models, false)
             .await
             .expect("local models");
         vad_cost(&providers);

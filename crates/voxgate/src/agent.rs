@@ -12,7 +12,7 @@ use voxgate_models::{BarProgress, Manifest, ModelPaths, NoProgress, Progress, fe
 use voxgate_providers::cloud::openai::chat::{ChatOptions, OpenAiChat};
 use voxgate_providers::cloud::openai::speech::{OpenAiSpeech, SpeechOptions};
 use voxgate_providers::cloud::openai::transcription::{OpenAiTranscription, TranscriptionOptions};
-use voxgate_providers::cloud::openai::{self, OpenAiConfig};
+use voxgate_providers::cloud::openai::{self, OpenAiConfig, realtime};
 use voxgate_providers::cloud::{BaseUrl, deepgram, elevenlabs};
 use voxgate_providers::local::{
     LlamaConfig, LlamaLlm, LlamaRuntime, OnnxRuntime, PiperOptions, PiperTts, SessionThreads,
@@ -22,8 +22,10 @@ use voxgate_providers::supervisor::{Supervisor, VendorPolicy};
 use voxgate_providers::{
     BatchStt, LanguageModel, ProviderError, Secret, SpeechToText, TextToSpeech,
 };
-use voxgate_server::agent::Providers;
-use voxgate_server::config::{AgentConfig, LlmProvider, SttProvider, TtsProvider, VendorAccess};
+use voxgate_server::agent::{AgentState, Providers, RealtimeAgent, RealtimeSettings};
+use voxgate_server::config::{
+    AgentConfig, AgentMode, LlmProvider, SttProvider, TtsProvider, VendorAccess,
+};
 
 /// The local models this configuration uses, loaded. Voice activity and
 /// end of turn are always local.
@@ -35,6 +37,45 @@ struct LocalModels {
     tts: Option<PiperTts>,
 }
 
+/// The agent `config` describes, ready for calls: a speech-to-speech model
+/// in realtime mode, else the pipeline's providers.
+///
+/// # Errors
+/// As [`load_pipeline`], or the realtime model cannot be reached.
+pub async fn load_agent(
+    config: &AgentConfig,
+    models_dir: &Path,
+    show_progress: bool,
+) -> anyhow::Result<AgentState> {
+    match config.mode {
+        AgentMode::Pipeline => Ok(AgentState::Ready(
+            load_pipeline(config, models_dir, show_progress).await?,
+        )),
+        AgentMode::Realtime => {
+            let model = config
+                .realtime_model
+                .clone()
+                .unwrap_or_else(|| realtime::DEFAULT_MODEL.to_owned());
+            // Preview models speak the beta API.
+            let beta = model.contains("preview");
+            let client = realtime::RealtimeClient::new(
+                realtime::RealtimeConfig {
+                    openai: openai_config(&config.openai)?,
+                    model: model.clone(),
+                    beta,
+                },
+                Supervisor::new(realtime::VENDOR, VendorPolicy::default()),
+            );
+            // Says the apology once now: proves the key and model work.
+            let agent = RealtimeAgent::new(client, RealtimeSettings::default())
+                .await
+                .with_context(|| format!("the realtime model {model}"))?;
+            tracing::info!(model, beta, "realtime agent ready");
+            Ok(AgentState::Realtime(agent))
+        }
+    }
+}
+
 /// Loads the providers `config` names: fetches and verifies the local
 /// models (with a progress bar on a terminal), builds the cloud clients,
 /// checks the ElevenLabs voice, and synthesizes the apology.
@@ -42,7 +83,7 @@ struct LocalModels {
 /// # Errors
 /// A model cannot be fetched or loaded, a vendor refuses the key or the
 /// voice, or the apology cannot be said.
-pub async fn load_agent(
+pub async fn load_pipeline(
     config: &AgentConfig,
     models_dir: &Path,
     show_progress: bool,
@@ -72,19 +113,17 @@ pub async fn load_agent(
             deepgram_config(config)?,
             Supervisor::new(deepgram::VENDOR, VendorPolicy::default()),
         )),
-        SttProvider::OpenAi => {
-            Arc::new(BatchStt::new(OpenAiTranscription::new(
-                openai_config(&config.openai)?,
-                TranscriptionOptions {
-                    model: config
-                        .stt_model
-                        .clone()
-                        .unwrap_or_else(|| TranscriptionOptions::default().model),
-                    language: Some("en".to_owned()),
-                },
-                openai_supervisor(),
-            )?))
-        }
+        SttProvider::OpenAi => Arc::new(BatchStt::new(OpenAiTranscription::new(
+            openai_config(&config.openai)?,
+            TranscriptionOptions {
+                model: config
+                    .stt_model
+                    .clone()
+                    .unwrap_or_else(|| TranscriptionOptions::default().model),
+                language: Some("en".to_owned()),
+            },
+            openai_supervisor(),
+        )?)),
     };
     let llm: Arc<dyn LanguageModel> = match config.llm {
         LlmProvider::Local => Arc::new(models.llm.with_context(|| loaded("SmolLM2"))?),
@@ -149,7 +188,10 @@ pub async fn load_agent(
 
 /// One line per configured provider: reachable with its key, model and
 /// voice, or why not.
-pub async fn check_providers(config: &AgentConfig, models_dir: &Path) -> Vec<Result<String, String>> {
+pub async fn check_providers(
+    config: &AgentConfig,
+    models_dir: &Path,
+) -> Vec<Result<String, String>> {
     let mut findings = Vec::new();
     // Voice activity and end of turn are always local.
     {
@@ -182,16 +224,23 @@ pub async fn check_providers(config: &AgentConfig, models_dir: &Path) -> Vec<Res
         };
         findings.push(found);
     }
-    let uses_openai = config.stt == SttProvider::OpenAi
+    let uses_openai = config.mode == AgentMode::Realtime
+        || config.stt == SttProvider::OpenAi
         || config.llm == LlmProvider::OpenAi
         || config.tts == TtsProvider::OpenAi;
     if uses_openai {
         let found = match openai_config(&config.openai) {
             Ok(oa) => {
-                let model = config
-                    .llm_model
-                    .clone()
-                    .unwrap_or_else(|| ChatOptions::default().model);
+                let model = match config.mode {
+                    AgentMode::Realtime => config
+                        .realtime_model
+                        .clone()
+                        .unwrap_or_else(|| realtime::DEFAULT_MODEL.to_owned()),
+                    AgentMode::Pipeline => config
+                        .llm_model
+                        .clone()
+                        .unwrap_or_else(|| ChatOptions::default().model),
+                };
                 line(
                     format!("openai at {} (model {model})", oa.base_url.join("")),
                     openai::chat::check(&oa, &model).await,

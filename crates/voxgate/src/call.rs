@@ -12,7 +12,6 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 use serde_json::Value;
 use voxgate_core::audio::{Resampler, SampleRate, parse_wav, write_wav_into};
 use voxgate_server::Server;
-use voxgate_server::agent::AgentState;
 use voxgate_server::config::Config;
 use voxgate_testkit::{LiveCaller, LiveCallerOptions, connect, send_text};
 
@@ -50,8 +49,8 @@ pub async fn call(
     let addr = server.local_addr();
     let handle = server.handle();
     let running = tokio::spawn(server.run());
-    let providers = crate::agent::load_agent(&agent_config, models_dir, true).await?;
-    handle.set_agent(AgentState::Ready(providers));
+    let agent = crate::agent::load_agent(&agent_config, models_dir, true).await?;
+    handle.set_agent(agent);
 
     let mut monitor = connect(addr, "/events").await;
     send_text(&mut monitor, r#"{"type":"subscribe","call_id":"*"}"#).await;

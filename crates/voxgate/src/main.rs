@@ -160,8 +160,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let loading = tokio::spawn(async move {
         let progress = std::io::stderr().is_terminal();
         match agent::load_agent(&agent_config, &models_dir, progress).await {
-            Ok(providers) => {
-                handle.set_agent(AgentState::Ready(providers));
+            Ok(agent) => {
+                handle.set_agent(agent);
                 Ok(())
             }
             Err(e) => {

@@ -54,9 +54,11 @@ impl Fakes {
 async fn a_call_runs_on_deepgram_openai_and_elevenlabs() {
     let fakes = Fakes::start().await;
     fakes.deepgram.say("What is the capital of France?");
-    fakes
-        .openai
-        .push_chat(ChatReply::text(&["Paris", " is the capital", " of France."]));
+    fakes.openai.push_chat(ChatReply::text(&[
+        "Paris",
+        " is the capital",
+        " of France.",
+    ]));
     let dir = temp_dir();
     let mut child = fakes
         .voxgate()
@@ -89,7 +91,11 @@ async fn a_call_runs_on_deepgram_openai_and_elevenlabs() {
         "the greeting plays (ElevenLabs)"
     );
     assert!(caller.wait_playing(false, Duration::from_secs(30)).await);
-    caller.say(espeak("What is the capital of France?", 150, SampleRate::HZ_8000));
+    caller.say(espeak(
+        "What is the capital of France?",
+        150,
+        SampleRate::HZ_8000,
+    ));
 
     let (mut heard, mut answer) = (None, None);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -124,7 +130,10 @@ async fn a_call_runs_on_deepgram_openai_and_elevenlabs() {
         socket.query.get("encoding").map(String::as_str),
         Some("linear16")
     );
-    assert!(socket.audio_bytes > 16_000, "the caller's audio was streamed");
+    assert!(
+        socket.audio_bytes > 16_000,
+        "the caller's audio was streamed"
+    );
     assert!(
         socket.control_types().iter().any(|t| t == "Finalize"),
         "{:?}",
@@ -146,9 +155,9 @@ async fn a_call_runs_on_deepgram_openai_and_elevenlabs() {
         Some(serde_json::json!("What is the capital of France?"))
     );
     assert!(
-        body["tools"].as_array().is_some_and(|tools| tools
-            .iter()
-            .any(|t| t["function"]["name"] == "end_call")),
+        body["tools"]
+            .as_array()
+            .is_some_and(|tools| tools.iter().any(|t| t["function"]["name"] == "end_call")),
         "{body}"
     );
     let spoken: Vec<String> = fakes
@@ -205,7 +214,9 @@ async fn check_reaches_every_configured_provider() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(
-        stderr.lines().any(|l| l.starts_with("error: deepgram") && l.contains("401")),
+        stderr
+            .lines()
+            .any(|l| l.starts_with("error: deepgram") && l.contains("401")),
         "{stderr}"
     );
     assert!(

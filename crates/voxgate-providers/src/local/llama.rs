@@ -330,7 +330,9 @@ impl Slot {
                 // Ends when the last `LlamaLlm` clone drops the senders.
                 while let Ok(job) = queue.recv() {
                     if let Ok(prompt) = inner.prompt(&job.messages) {
-                        *seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = prompt;
+                        *seen
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) = prompt;
                     }
                     if let Err(e) = inner.generate(&mut cached, job.messages, &job.tx) {
                         // The context may be half-updated: start clean.

@@ -10,12 +10,14 @@
 
 mod chat;
 mod providers;
+mod realtime;
 mod task;
 mod tools;
 mod transcript;
 
 pub use chat::{CHAT_HISTORY, ChatAnswer, chat_turn};
 pub use providers::{APOLOGY, Providers};
+pub use realtime::{RealtimeAgent, RealtimeSettings, spawn_realtime_agent};
 pub use task::{AgentAction, AgentHandle, AgentSpec, CallTransfer, spawn_agent};
 
 /// Whether this server's calls get an agent.
@@ -29,6 +31,8 @@ pub enum AgentState {
     Loading,
     /// Every new call gets an agent with these providers.
     Ready(Providers),
+    /// Every new call gets a realtime (speech-to-speech) agent.
+    Realtime(RealtimeAgent),
     /// The providers could not be loaded: not ready, new calls are refused.
     Failed(String),
 }
@@ -39,13 +43,16 @@ impl AgentState {
         match self {
             AgentState::Off => "off",
             AgentState::Loading => "loading",
-            AgentState::Ready(_) => "ready",
+            AgentState::Ready(_) | AgentState::Realtime(_) => "ready",
             AgentState::Failed(_) => "failed",
         }
     }
 
     /// Whether calls can be taken.
     pub fn takes_calls(&self) -> bool {
-        matches!(self, AgentState::Off | AgentState::Ready(_))
+        matches!(
+            self,
+            AgentState::Off | AgentState::Ready(_) | AgentState::Realtime(_)
+        )
     }
 }

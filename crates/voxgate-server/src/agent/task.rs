@@ -59,6 +59,19 @@ pub(super) enum AgentInput {
     Configure(JobConfig),
 }
 
+/// A handle for the socket and the agent's ends of it: the inputs it
+/// hears and the sender of its actions (for agents other than the
+/// pipeline's, such as the realtime one).
+pub(super) fn agent_channels() -> (
+    AgentHandle,
+    mpsc::Receiver<AgentInput>,
+    mpsc::Sender<AgentAction>,
+) {
+    let (input, inputs) = mpsc::channel(INPUT_QUEUE);
+    let (actions_tx, actions) = mpsc::channel(ACTION_QUEUE);
+    (AgentHandle { input, actions }, inputs, actions_tx)
+}
+
 /// The socket's side of a call's agent.
 #[derive(Debug)]
 pub struct AgentHandle {

@@ -8,6 +8,7 @@
 pub mod deepgram;
 pub mod elevenlabs;
 pub mod openai;
+pub mod openai_realtime;
 pub mod twilio;
 
 use std::net::SocketAddr;

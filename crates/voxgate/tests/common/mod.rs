@@ -14,7 +14,14 @@ pub fn voxgate() -> Command {
     // Only what each test sets: no stray VOXGATE_* from the environment,
     // except where the models are and how pip fetches them.
     // No vendor keys or URLs either.
-    let vendors = ["VOXGATE_", "OPENAI_", "DEEPGRAM_", "ELEVENLABS_", "ELEVEN_", "TWILIO_"];
+    let vendors = [
+        "VOXGATE_",
+        "OPENAI_",
+        "DEEPGRAM_",
+        "ELEVENLABS_",
+        "ELEVEN_",
+        "TWILIO_",
+    ];
     for (name, _) in std::env::vars() {
         let models = ["VOXGATE_MODELS_DIR", "VOXGATE_PIP_ARGS", "VOXGATE_PYTHON"];
         if vendors.iter().any(|v| name.starts_with(v)) && !models.contains(&name.as_str()) {

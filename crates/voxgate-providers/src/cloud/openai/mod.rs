@@ -2,9 +2,11 @@
 //! server), transcription and speech over HTTP, and the Realtime API.
 
 pub mod chat;
+pub mod realtime;
 pub mod speech;
 mod sse;
 pub mod transcription;
+mod transport;
 
 use crate::Secret;
 use crate::cloud::BaseUrl;

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::OpenAiConfig;
-use super::chat::{BodyPiece, http_client, next_piece, send, spawn_or_fail};
+use super::transport::{BodyPiece, http_client, next_piece, send, spawn_or_fail};
 use crate::supervisor::Supervisor;
 use crate::{ProviderError, TextToSpeech};
 

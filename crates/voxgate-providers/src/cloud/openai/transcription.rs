@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use voxgate_core::audio::{SampleRate, write_wav_into};
 
 use super::OpenAiConfig;
-use super::chat::{PROVIDER, http_client, send, spawn_or_fail, unavailable};
+use super::transport::{http_client, protocol, send, spawn_or_fail, unavailable};
 use crate::supervisor::Supervisor;
 use crate::{ProviderError, TranscribeUtterance};
 
@@ -132,12 +132,5 @@ impl TranscriptionClient {
             })
             .await?;
         Ok(transcript.text.trim().to_owned())
-    }
-}
-
-fn protocol(reason: String) -> ProviderError {
-    ProviderError::Protocol {
-        provider: PROVIDER,
-        reason,
     }
 }
