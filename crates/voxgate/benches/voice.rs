@@ -9,6 +9,12 @@
 //!
 //! Run with `cargo bench -p voxgate --bench voice` (needs the models, which
 //! `voxgate models fetch` or the first run installs, and espeak-ng).
+//!
+//! With `VOXGATE_BENCH_PROVIDERS=fakes`, speech to text, the model and the
+//! voice are the in-repo fakes of Deepgram, an OpenAI-compatible server and
+//! ElevenLabs (the same the tests use), over their real protocols on
+//! loopback: vendors that answer at once, so the figures are voxgate's own
+//! share of a cloud call's latency.
 
 use std::time::{Duration, Instant};
 
@@ -16,9 +22,16 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 use serde_json::Value;
 use voxgate_core::audio::SampleRate;
 use voxgate_models::models_dir;
+use voxgate_providers::Secret;
+use voxgate_providers::cloud::BaseUrl;
 use voxgate_server::Server;
 use voxgate_server::agent::AgentState;
-use voxgate_server::config::{AgentConfig, Config};
+use voxgate_server::config::{
+    AgentConfig, Config, LlmProvider, SttProvider, TtsProvider, VendorAccess,
+};
+use voxgate_testkit::fakes::deepgram::{FakeDeepgram, FakeDeepgramOptions};
+use voxgate_testkit::fakes::elevenlabs::{self, FakeElevenLabs, FakeElevenLabsOptions};
+use voxgate_testkit::fakes::openai::{ChatReply, FakeOpenAi};
 use voxgate_testkit::{
     Heard, LiveCaller, LiveCallerOptions, connect, espeak, next_json, send_text,
 };
@@ -224,6 +237,43 @@ fn vad_cost(providers: &voxgate_server::agent::Providers) {
     );
 }
 
+/// The cloud vendors' fakes, scripted with what the benchmark's caller
+/// says, and the configuration that points the agent at them.
+async fn cloud_fakes() -> (AgentConfig, (FakeDeepgram, FakeOpenAi, FakeElevenLabs)) {
+    let deepgram = FakeDeepgram::start(FakeDeepgramOptions::default()).await;
+    let openai = FakeOpenAi::start().await;
+    let elevenlabs = FakeElevenLabs::start(FakeElevenLabsOptions::default()).await;
+    for question in QUESTIONS {
+        deepgram.say(question);
+    }
+    for _ in 0..BARGE_INS {
+        deepgram.say(LONG_QUESTION);
+        deepgram.say(INTERRUPTION);
+    }
+    for _ in 0..QUESTIONS.len() + 2 * BARGE_INS {
+        openai.push_chat(ChatReply::text(&[
+            "Sure,",
+            " here is my answer.",
+            " It goes on for a while, so that there is time to interrupt it if you like.",
+        ]));
+    }
+    let access = |key: &str, url: String| VendorAccess {
+        api_key: Some(Secret::new(key)),
+        base_url: Some(BaseUrl::parse(&url).expect("a fake's URL")),
+    };
+    let agent = AgentConfig {
+        stt: SttProvider::Deepgram,
+        llm: LlmProvider::OpenAi,
+        tts: TtsProvider::ElevenLabs,
+        tts_voice: Some(elevenlabs::VOICE_ID.to_owned()),
+        deepgram: access(&FakeDeepgramOptions::default().api_key, deepgram.base_url()),
+        openai: access("sk-bench", format!("{}/v1", openai.base_url())),
+        elevenlabs: access(elevenlabs::API_KEY, elevenlabs.base_url()),
+        ..AgentConfig::default()
+    };
+    (agent, (deepgram, openai, elevenlabs))
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -243,9 +293,18 @@ fn main() {
         let handle = server.handle();
         let running = tokio::spawn(server.run());
         let models = models_dir(|name| std::env::var(name).ok());
-        let providers = voxgate::agent::load_pipeline(&AgentConfig::default(), &models, false)
+        let on_fakes = std::env::var("VOXGATE_BENCH_PROVIDERS").is_ok_and(|v| v == "fakes");
+        let (agent, _fakes) = if on_fakes {
+            let (agent, fakes) = cloud_fakes().await;
+            println!("providers: fakes of Deepgram, OpenAI and ElevenLabs on loopback");
+            (agent, Some(fakes))
+        } else {
+            println!("providers: local models");
+            (AgentConfig::default(), None)
+        };
+        let providers = voxgate::agent::load_pipeline(&agent, &models, false)
             .await
-            .expect("local models");
+            .expect("providers");
         vad_cost(&providers);
         handle.set_agent(AgentState::Ready(providers));
         voice_to_voice(addr).await;

@@ -6,10 +6,10 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{listening_address, temp_dir, voxgate, wait_ready};
+use common::{Serving, temp_dir, voxgate};
 use voxgate_core::audio::SampleRate;
 use voxgate_testkit::fakes::deepgram::{FakeDeepgram, FakeDeepgramOptions};
 use voxgate_testkit::fakes::elevenlabs::{self, FakeElevenLabs, FakeElevenLabsOptions};
@@ -60,28 +60,8 @@ async fn a_call_runs_on_deepgram_openai_and_elevenlabs() {
         " of France.",
     ]));
     let dir = temp_dir();
-    let mut child = fakes
-        .voxgate()
-        .current_dir(&dir)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start voxgate serve");
-    let (addr, lines) = listening_address(&mut child);
-    let log = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in lines.map_while(Result::ok) {
-            eprintln!("voxgate: {line}");
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    let ready_addr = addr.clone();
-    tokio::task::spawn_blocking(move || wait_ready(&ready_addr, Duration::from_secs(300)))
-        .await
-        .expect("readiness");
-    let addr: std::net::SocketAddr = addr.parse().expect("address");
+    let server = Serving::start(fakes.voxgate(), &dir).await;
+    let addr = server.addr;
 
     let mut monitor = connect(addr, "/events").await;
     send_text(&mut monitor, r#"{"type":"subscribe","call_id":"*"}"#).await;
@@ -172,14 +152,8 @@ async fn a_call_runs_on_deepgram_openai_and_elevenlabs() {
     );
 
     caller.hang_up().await;
-    let pid = child.id().to_string();
-    Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    let status = child.wait().expect("voxgate exits");
-    assert!(status.success(), "{status:?}");
-    let log = log.join().expect("log reader");
+    let (code, log) = server.stop();
+    assert_eq!(code, Some(0));
     for secret in ["sk-fake-openai", elevenlabs::API_KEY, "fake-deepgram-key"] {
         assert!(!log.contains(secret), "a key leaked into the log");
     }

@@ -5,10 +5,10 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{listening_address, temp_dir, voxgate, wait_ready};
+use common::{Serving, temp_dir, voxgate};
 use voxgate_core::audio::{SampleRate, parse_wav};
 use voxgate_testkit::{LiveCaller, LiveCallerOptions, connect, espeak, next_json, send_text};
 
@@ -21,25 +21,10 @@ fn loud(samples: &[i16]) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_agent_hears_and_answers_a_caller() {
     let dir = temp_dir();
-    let mut child = voxgate()
-        .current_dir(&dir)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("VOXGATE_LOG", "info,voxgate_server=debug")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start voxgate serve");
-    let (addr, lines) = listening_address(&mut child);
-    // Keep the log flowing (a full pipe would stall the server) and visible.
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            eprintln!("voxgate: {line}");
-        }
-    });
-    let ready_addr = addr.clone();
-    tokio::task::spawn_blocking(move || wait_ready(&ready_addr, Duration::from_secs(300)))
-        .await
-        .expect("readiness");
-    let addr: std::net::SocketAddr = addr.parse().expect("address");
+    let mut command = voxgate();
+    command.env("VOXGATE_LOG", "info,voxgate_server=debug");
+    let server = Serving::start(command, &dir).await;
+    let addr = server.addr;
 
     let mut monitor = connect(addr, "/events").await;
     send_text(&mut monitor, r#"{"type":"subscribe","call_id":"*"}"#).await;
@@ -104,13 +89,8 @@ async fn the_local_agent_hears_and_answers_a_caller() {
 
     let record = common::http_get(&addr.to_string(), &format!("/api/calls/{call_sid}"));
     assert!(record.starts_with("HTTP/1.1 200"), "{record}");
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("send SIGTERM");
-    assert!(killed.success());
-    let status = child.wait().expect("voxgate exits");
-    assert_eq!(status.code(), Some(0));
+    let (code, _) = server.stop();
+    assert_eq!(code, Some(0));
     let _ = std::fs::remove_dir_all(dir);
 }
 

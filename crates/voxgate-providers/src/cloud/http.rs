@@ -51,6 +51,19 @@ pub fn websocket_url(url: &str) -> String {
     }
 }
 
+/// A response's status, `retry-after` header and body: what
+/// [`check_status`] takes.
+pub async fn status_parts(response: reqwest::Response) -> (u16, Option<String>, String) {
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let body = response.text().await.unwrap_or_default();
+    (status, retry_after, body)
+}
+
 /// Maps a failed HTTP status to the error it means: 429 is rate limiting
 /// (with `retry-after` in seconds, when given), 5xx and 408 are the vendor's
 /// trouble, any other 4xx is a rejection. `body` is the vendor's message; it

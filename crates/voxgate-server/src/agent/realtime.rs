@@ -41,10 +41,12 @@ use voxgate_providers::cloud::openai::realtime::{
 use voxgate_store::{RecordWriter, Store, TranscriptTurn};
 
 use super::APOLOGY;
-use super::task::{AgentAction, AgentHandle, AgentInput, AgentSpec, agent_channels};
+use super::task::{
+    AgentAction, AgentHandle, AgentInput, AgentSpec, agent_channels, record_turn_metrics,
+    sleep_until,
+};
 use super::transcript::TranscriptLog;
 use crate::bus::EventBus;
-use crate::metrics::TURN_STAGE_SECONDS;
 use crate::personas::resolve_persona;
 
 /// The Realtime session's audio rate both ways (G.711 μ-law).
@@ -357,28 +359,6 @@ async fn next_event(events: &mut Option<RealtimeEvents>) -> Result<ServerEvent, 
     match events {
         Some(events) => events.next().await,
         None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
-}
-
-fn record_turn_metrics(metrics: &TurnMetrics) {
-    let stages = [
-        ("end_of_turn", metrics.end_of_turn_ms),
-        ("stt_final", metrics.stt_final_ms),
-        ("tts_first_audio", metrics.tts_first_audio_ms),
-        ("first_audio_sent", metrics.first_audio_sent_ms),
-        ("first_mark", metrics.first_mark_ms),
-    ];
-    for (stage, ms) in stages {
-        if let Some(ms) = ms {
-            metrics::histogram!(TURN_STAGE_SECONDS, "stage" => stage).record(ms as f64 / 1000.0);
-        }
     }
 }
 

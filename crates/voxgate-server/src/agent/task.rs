@@ -451,7 +451,8 @@ fn hang_up(reason: HangupReason) -> AgentAction {
     }
 }
 
-fn record_turn_metrics(metrics: &TurnMetrics) {
+/// Records a turn's stages in the stage histogram (those it has).
+pub(super) fn record_turn_metrics(metrics: &TurnMetrics) {
     let stages = [
         ("end_of_turn", metrics.end_of_turn_ms),
         ("stt_final", metrics.stt_final_ms),
@@ -474,7 +475,7 @@ async fn next_partial(partials: &mut Option<mpsc::Receiver<String>>) -> Option<S
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
+pub(super) async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,

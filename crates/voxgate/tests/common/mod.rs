@@ -85,3 +85,54 @@ pub fn wait_ready(addr: &str, timeout: Duration) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// `voxgate serve` running on a free loopback port, ready for calls, its
+/// log echoed (a full pipe would stall it) and kept.
+pub struct Serving {
+    pub child: Child,
+    pub addr: std::net::SocketAddr,
+    log: std::thread::JoinHandle<String>,
+}
+
+impl Serving {
+    /// Starts `command` (a `voxgate()` with its environment) as `serve` in
+    /// `dir` and waits until `/readyz` says it takes calls.
+    pub async fn start(mut command: Command, dir: &std::path::Path) -> Serving {
+        let mut child = command
+            .current_dir(dir)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start voxgate serve");
+        let (addr, lines) = listening_address(&mut child);
+        let log = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in lines.map_while(Result::ok) {
+                eprintln!("voxgate: {line}");
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        let ready_addr = addr.clone();
+        tokio::task::spawn_blocking(move || wait_ready(&ready_addr, Duration::from_secs(300)))
+            .await
+            .expect("readiness");
+        Serving {
+            child,
+            addr: addr.parse().expect("address"),
+            log,
+        }
+    }
+
+    /// Sends SIGTERM; returns the exit code and the whole log.
+    pub fn stop(mut self) -> (Option<i32>, String) {
+        let killed = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("send SIGTERM");
+        assert!(killed.success());
+        let status = self.child.wait().expect("voxgate exits");
+        (status.code(), self.log.join().expect("log reader"))
+    }
+}

@@ -313,13 +313,7 @@ pub async fn check(config: &ElevenLabsConfig) -> Result<(), ProviderError> {
         .send()
         .await
         .map_err(unavailable)?;
-    let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned);
-    let body = response.text().await.unwrap_or_default();
+    let (status, retry_after, body) = crate::cloud::status_parts(response).await;
     voice_lookup_result(&config.voice_id, status, retry_after.as_deref(), &body)
 }
 

@@ -6,11 +6,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::header::RETRY_AFTER;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::cloud::check_status;
+use crate::cloud::{check_status, status_parts};
 use crate::{ProviderError, Secret};
 
 /// The vendor's name in errors.
@@ -57,19 +56,13 @@ pub(super) async fn send(
         None => request,
     };
     let response = request.send().await.map_err(|e| unavailable(&e))?;
-    let status = response.status();
-    if status.is_success() {
+    if response.status().is_success() {
         return Ok(response);
     }
-    let retry_after = response
-        .headers()
-        .get(RETRY_AFTER)
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned);
-    let body = response.text().await.unwrap_or_default();
+    let (status, retry_after, body) = status_parts(response).await;
     let message = vendor_message(&body, key);
     Err(
-        check_status(PROVIDER, status.as_u16(), retry_after.as_deref(), &message)
+        check_status(PROVIDER, status, retry_after.as_deref(), &message)
             .err()
             .unwrap_or_else(|| protocol(format!("unexpected HTTP status {status}"))),
     )
