@@ -1376,8 +1376,23 @@ impl CallEngine {
             return;
         };
         if self.transcribing.as_ref().is_none_or(|(t, _)| *t != turn) {
-            // Early: kept until the end of the turn is decided.
+            // Early: kept until the end of the turn is decided, and shown
+            // meanwhile as the caller's words so far.
+            let partial = text.trim().to_owned();
             request.text = Some(text);
+            if let Some(u) = self.utterance.as_ref().filter(|u| u.turn == turn)
+                && !partial.is_empty()
+            {
+                let started = u.started;
+                self.event(EngineEvent::Transcript {
+                    turn: turn.0,
+                    role: Role::User,
+                    text: partial,
+                    is_final: false,
+                    started,
+                    ended: now,
+                });
+            }
             return;
         }
         self.stt_request = None;

@@ -150,3 +150,53 @@ fn the_transcript_is_asked_for_while_the_end_of_turn_is_decided() {
         "the early transcript is the final one"
     );
 }
+
+#[test]
+fn words_heard_while_the_end_of_turn_is_pending_are_shown_as_a_partial() {
+    // An unfinished sentence: the end of turn waits the long delay, and
+    // the transcript that came back meanwhile is shown before the final.
+    let mut sim = Sim::answered(
+        Persona::default(),
+        Fakes {
+            end_of_turn: Some(0.05),
+            ..fakes()
+        },
+    );
+    sim.run(Duration::from_millis(1500), Caller::Speaking);
+    sim.run(Duration::from_secs(6), Caller::Silent);
+
+    let user: Vec<(bool, String)> = sim
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            EngineEvent::Transcript {
+                role: Role::User,
+                is_final,
+                text,
+                ..
+            } => Some((is_final, text)),
+            _ => None,
+        })
+        .collect();
+    let words = "I'd like a table for two tonight.".to_owned();
+    assert_eq!(user, [(false, words.clone()), (true, words)]);
+    let partial_at = sim
+        .first_time(|o| {
+            matches!(
+                o,
+                Output::Event(EngineEvent::Transcript {
+                    role: Role::User,
+                    is_final: false,
+                    ..
+                })
+            )
+        })
+        .expect("a partial");
+    let prompt_at = sim
+        .first_time(|o| matches!(o, Output::Prompt { .. }))
+        .expect("a prompt");
+    assert!(
+        prompt_at >= partial_at + Duration::from_millis(1000),
+        "the partial came well before the turn ended"
+    );
+}
