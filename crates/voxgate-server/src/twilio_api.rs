@@ -209,6 +209,38 @@ impl TwilioApi {
         }
     }
 
+    /// The account whose calls it controls.
+    pub fn account_sid(&self) -> &str {
+        &self.account_sid
+    }
+
+    /// Fetches the account: the credentials work and Twilio answers (for
+    /// `voxgate check`).
+    ///
+    /// # Errors
+    /// Twilio refused the credentials, or could not be reached.
+    pub async fn check(&self) -> Result<(), TwilioError> {
+        let url = self.base_url.join(&format!(
+            "/{API_VERSION}/Accounts/{}.json",
+            path_segment(&self.account_sid)
+        ));
+        let response = self
+            .http
+            .get(url)
+            .basic_auth(&self.account_sid, Some(self.auth_token.expose()))
+            .timeout(self.supervisor.policy().connect_timeout)
+            .send()
+            .await
+            .map_err(|e| TwilioError::Unavailable(provider_unavailable(&e)))?;
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap_or_default();
+        if (200..300).contains(&status) {
+            Ok(())
+        } else {
+            Err(rejected(status, &body))
+        }
+    }
+
     fn calls_url(&self, call_sid: Option<&CallSid>) -> String {
         let account = &self.account_sid;
         let path = match call_sid {

@@ -9,8 +9,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use voxgate_models::models_dir;
+use voxgate_providers::supervisor::VendorPolicy;
 use voxgate_server::agent::AgentState;
 use voxgate_server::config::{Config, ConfigError, Overrides};
+use voxgate_server::twilio_api::TwilioApi;
 use voxgate_server::{Server, ServerHandle};
 use voxgate_store::{Store, redact_url};
 
@@ -229,6 +231,20 @@ async fn check(config: Result<Config, ConfigError>) -> ExitCode {
         Ok(()) => println!("ok: database {database} is reachable"),
         Err(e) => {
             eprintln!("error: database {database}: {e}");
+            failed = true;
+        }
+    }
+    match TwilioApi::from_config(&config.twilio, VendorPolicy::default()) {
+        Ok(None) => {}
+        Ok(Some(twilio)) => match twilio.check().await {
+            Ok(()) => println!("ok: twilio account {}", twilio.account_sid()),
+            Err(e) => {
+                eprintln!("error: twilio account {}: {e}", twilio.account_sid());
+                failed = true;
+            }
+        },
+        Err(e) => {
+            eprintln!("error: twilio: {e}");
             failed = true;
         }
     }

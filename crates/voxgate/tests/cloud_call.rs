@@ -14,6 +14,7 @@ use voxgate_core::audio::SampleRate;
 use voxgate_testkit::fakes::deepgram::{FakeDeepgram, FakeDeepgramOptions};
 use voxgate_testkit::fakes::elevenlabs::{self, FakeElevenLabs, FakeElevenLabsOptions};
 use voxgate_testkit::fakes::openai::{ChatReply, FakeOpenAi};
+use voxgate_testkit::fakes::twilio::FakeTwilio;
 use voxgate_testkit::{LiveCaller, LiveCallerOptions, connect, espeak, next_json, send_text};
 
 struct Fakes {
@@ -161,18 +162,29 @@ async fn a_call_runs_on_deepgram_openai_and_elevenlabs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_reaches_every_configured_provider() {
+    const ACCOUNT: &str = "AC00000000000000000000000000000002";
     let fakes = Fakes::start().await;
+    let twilio = FakeTwilio::start(ACCOUNT, "twilio-token-7c1d").await;
     let dir = temp_dir();
     let output = fakes
         .voxgate()
         .current_dir(&dir)
+        .env("TWILIO_ACCOUNT_SID", ACCOUNT)
+        .env("TWILIO_AUTH_TOKEN", "twilio-token-7c1d")
+        .env("TWILIO_BASE_URL", twilio.base_url())
         .arg("check")
         .output()
         .expect("run voxgate check");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");
-    for line in ["ok: deepgram at", "ok: openai at", "ok: elevenlabs voice"] {
+    for line in [
+        "ok: deepgram at",
+        "ok: openai at",
+        "ok: elevenlabs voice",
+        "ok: twilio account",
+        "ok: local models verified",
+    ] {
         assert!(stdout.contains(line), "{line} missing from:\n{stdout}");
     }
 
@@ -181,6 +193,9 @@ async fn check_reaches_every_configured_provider() {
         .voxgate()
         .current_dir(&dir)
         .env("DEEPGRAM_API_KEY", "wrong-key")
+        .env("TWILIO_ACCOUNT_SID", ACCOUNT)
+        .env("TWILIO_AUTH_TOKEN", "wrong-twilio-token")
+        .env("TWILIO_BASE_URL", twilio.base_url())
         .env("VOXGATE_TTS_VOICE", "AAAAAAAAAAAAAAAAAAAA")
         .arg("check")
         .output()
@@ -199,5 +214,15 @@ async fn check_reaches_every_configured_provider() {
             .any(|l| l.starts_with("error: elevenlabs") && l.contains("AAAAAAAAAAAAAAAAAAAA")),
         "{stderr}"
     );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("error: twilio account") && l.contains("401")),
+        "{stderr}"
+    );
     assert!(!stderr.contains("wrong-key"), "the key is never printed");
+    assert!(
+        !stderr.contains("wrong-twilio-token"),
+        "the token is never printed"
+    );
 }

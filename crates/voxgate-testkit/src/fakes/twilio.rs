@@ -24,7 +24,7 @@ use axum::Router;
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
@@ -179,6 +179,7 @@ impl FakeTwilio {
                 "/2010-04-01/Accounts/{account}/Calls/{call}",
                 post(update_call),
             )
+            .route("/2010-04-01/Accounts/{account}", get(fetch_account))
             .with_state(shared.clone());
         FakeTwilio {
             server: FakeServer::serve(router).await,
@@ -349,6 +350,21 @@ fn fault_response(fault: Fault) -> Response {
             "Internal Server Error",
         ),
     }
+}
+
+/// `GET …/Accounts/{sid}.json`: the account, for valid credentials.
+async fn fetch_account(
+    State(shared): State<Arc<Shared>>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let sid = account.trim_end_matches(".json");
+    if !authorized(&shared, &headers, sid) {
+        let body = json!({"code": 20003, "message": "Authenticate", "status": 401});
+        return (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+    }
+    let body = json!({"sid": sid, "status": "active", "type": "Full"});
+    (StatusCode::OK, axum::Json(body)).into_response()
 }
 
 /// Whether `headers` carry Basic credentials for the account, and the
