@@ -64,6 +64,39 @@ pub async fn status_parts(response: reqwest::Response) -> (u16, Option<String>, 
     (status, retry_after, body)
 }
 
+/// What a failed WebSocket handshake means: an HTTP answer instead of the
+/// upgrade is mapped like any failed status ([`check_status`]); anything
+/// else (refused, reset, TLS) is the vendor being unavailable.
+pub fn handshake_error(
+    provider: &'static str,
+    error: tokio_tungstenite::tungstenite::Error,
+) -> ProviderError {
+    match error {
+        tokio_tungstenite::tungstenite::Error::Http(response) => {
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER.as_str())
+                .and_then(|value| value.to_str().ok());
+            let body = response
+                .body()
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            check_status(provider, status, retry_after, &body)
+                .err()
+                .unwrap_or_else(|| ProviderError::Unavailable {
+                    provider,
+                    reason: format!("HTTP {status} instead of an upgrade"),
+                })
+        }
+        other => ProviderError::Unavailable {
+            provider,
+            reason: format!("cannot connect: {other}"),
+        },
+    }
+}
+
 /// Maps a failed HTTP status to the error it means: 429 is rate limiting
 /// (with `retry-after` in seconds, when given), 5xx and 408 are the vendor's
 /// trouble, any other 4xx is a rejection. `body` is the vendor's message; it

@@ -9,4 +9,4 @@ pub mod elevenlabs;
 mod http;
 pub mod openai;
 
-pub use http::{BaseUrl, check_status, status_parts, websocket_url};
+pub use http::{BaseUrl, check_status, handshake_error, status_parts, websocket_url};

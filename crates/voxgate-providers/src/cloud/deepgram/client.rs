@@ -22,7 +22,7 @@ use super::backlog::Backlog;
 use super::messages::{self, CLOSE_STREAM, FINALIZE, KEEP_ALIVE, ServerMessage};
 use super::turn::Turn;
 use super::{Shared, VENDOR, authorization};
-use crate::cloud::check_status;
+use crate::cloud::handshake_error;
 use crate::supervisor::Permit;
 use crate::{ProviderError, SttStream};
 
@@ -445,23 +445,7 @@ async fn handshake(shared: &Shared) -> Result<Socket, ProviderError> {
     // Audio frames are small and late ones are useless: no Nagle.
     match tokio_tungstenite::connect_async_with_config(request, None, true).await {
         Ok((socket, _)) => Ok(Box::new(socket)),
-        Err(tungstenite::Error::Http(response)) => {
-            let status = response.status().as_u16();
-            let retry_after = response
-                .headers()
-                .get(tungstenite::http::header::RETRY_AFTER)
-                .and_then(|value| value.to_str().ok());
-            let body = response
-                .body()
-                .as_deref()
-                .map(String::from_utf8_lossy)
-                .unwrap_or_default();
-            check_status(VENDOR, status, retry_after, &body)?;
-            Err(unavailable(format!(
-                "the handshake was answered with {status}"
-            )))
-        }
-        Err(error) => Err(unavailable(error.to_string())),
+        Err(error) => Err(handshake_error(VENDOR, error)),
     }
 }
 

@@ -11,13 +11,13 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::messages::{END_OF_INPUT, Reply, Stop, init_message, sentence_message};
 use super::spare::Spares;
 use super::{ElevenLabsConfig, OutputFormat, VENDOR, invalid_key};
-use crate::cloud::check_status;
+use crate::cloud::handshake_error;
 use crate::supervisor::{Permit, Supervisor};
 use crate::{ProviderError, Secret, TextToSpeech};
 
@@ -85,34 +85,12 @@ impl Dialer {
         // Small messages go out at once: every one of them is latency.
         let (mut socket, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
             .await
-            .map_err(handshake_error)?;
+            .map_err(|e| handshake_error(VENDOR, e))?;
         socket
             .send(Message::text(self.init.as_str()))
             .await
             .map_err(|e| unavailable(format!("sending the first message failed: {e}")))?;
         Ok(socket)
-    }
-}
-
-/// What a refused or failed handshake means.
-fn handshake_error(error: tungstenite::Error) -> ProviderError {
-    match error {
-        tungstenite::Error::Http(response) => {
-            let status = response.status().as_u16();
-            let retry_after = response
-                .headers()
-                .get("retry-after")
-                .and_then(|value| value.to_str().ok());
-            let body = response
-                .body()
-                .as_deref()
-                .map(String::from_utf8_lossy)
-                .unwrap_or_default();
-            check_status(VENDOR, status, retry_after, &body)
-                .err()
-                .unwrap_or_else(|| unavailable(format!("HTTP {status} instead of an upgrade")))
-        }
-        other => unavailable(format!("cannot connect: {other}")),
     }
 }
 

@@ -7,13 +7,13 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async_with_config};
 
 use super::VENDOR;
 use super::messages::{ClientEvent, Dialect, ServerEvent, parse_server_event};
 use crate::ProviderError;
-use crate::cloud::check_status;
+use crate::cloud::handshake_error;
 use crate::cloud::openai::OpenAiConfig;
 use crate::supervisor::{Permit, Supervisor};
 
@@ -165,24 +165,7 @@ impl RealtimeClient {
         }
         match connect_async_with_config(request, None, true).await {
             Ok((socket, _)) => Ok(socket),
-            Err(tungstenite::Error::Http(response)) => {
-                let status = response.status().as_u16();
-                let retry_after = response
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok());
-                let body = response
-                    .body()
-                    .as_deref()
-                    .map(String::from_utf8_lossy)
-                    .unwrap_or_default();
-                check_status(VENDOR, status, retry_after, &body)?;
-                Err(ProviderError::Protocol {
-                    provider: VENDOR,
-                    reason: format!("answered HTTP {status} without upgrading"),
-                })
-            }
-            Err(e) => Err(unavailable(e.to_string())),
+            Err(error) => Err(handshake_error(VENDOR, error)),
         }
     }
 }
