@@ -13,10 +13,9 @@ use tracing::Instrument;
 use voxgate_core::audio::{Framer, Resampler, SampleRate};
 use voxgate_core::call::Disposition;
 use voxgate_core::engine::{
-    CallEngine, EngineConfig, EngineEvent, HangupReason, INPUT_RATE_HZ, Input, Output, SegmentId,
-    Stage, TurnId, TurnMetrics,
+    CallEngine, EngineConfig, EngineEvent, HangupReason, INPUT_RATE_HZ, Input, Output, Persona,
+    Role, SegmentId, Stage, ToolCall, TurnId, TurnMetrics,
 };
-use voxgate_core::engine::{Persona, Role, ToolCall};
 use voxgate_core::events::{CallEvent, JobConfig};
 use voxgate_core::ids::CallSid;
 use voxgate_core::persona::{HttpToolSpec, PersonaSpec};
