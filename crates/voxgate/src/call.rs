@@ -19,6 +19,18 @@ use voxgate_testkit::{LiveCaller, LiveCallerOptions, connect, send_text};
 const QUIET_END: Duration = Duration::from_secs(3);
 /// The longest the agent may take to answer once the caller is done.
 const ANSWER_LIMIT: Duration = Duration::from_secs(60);
+/// Silence after the greeting before the caller speaks.
+const GREETING_GAP: Duration = Duration::from_secs(1);
+
+/// Waits until the agent has stopped playing and stays silent for `quiet`.
+async fn until_quiet(caller: &mut LiveCaller, quiet: Duration) {
+    loop {
+        caller.wait_playing(false, ANSWER_LIMIT).await;
+        if !caller.wait_playing(true, quiet).await {
+            return;
+        }
+    }
+}
 
 /// Plays `wav` as a caller and writes what the agent said to `out`.
 pub async fn call(
@@ -61,20 +73,17 @@ pub async fn call(
     let mut caller = LiveCaller::dial(addr, "democall0001", options).await;
     let printer = tokio::spawn(print_events(monitor));
 
-    // Let the greeting play out, then speak.
-    caller.wait_playing(true, ANSWER_LIMIT).await;
-    caller.wait_playing(false, ANSWER_LIMIT).await;
+    // Let the greeting play out (all of it: on a busy machine its sentences
+    // may arrive with gaps), then speak.
+    if caller.wait_playing(true, ANSWER_LIMIT).await {
+        until_quiet(&mut caller, GREETING_GAP).await;
+    }
     let speech_len = Duration::from_millis(speech.len() as u64 / 8);
     caller.say(speech);
     tokio::time::sleep(speech_len).await;
     // The call ends once the agent has answered and all is quiet again.
     if caller.wait_playing(true, ANSWER_LIMIT).await {
-        loop {
-            caller.wait_playing(false, ANSWER_LIMIT).await;
-            if !caller.wait_playing(true, QUIET_END).await {
-                break;
-            }
-        }
+        until_quiet(&mut caller, QUIET_END).await;
     }
     let audio = caller.hang_up().await;
     // The monitor prints until the call's end reaches it.
