@@ -285,6 +285,7 @@ fn main() {
         let config = Config {
             listen: "127.0.0.1:0".parse().expect("addr"),
             database_url: dir.join("bench.db").display().to_string(),
+            recordings_dir: dir.join("recordings"),
             ..Config::default()
         };
         let prometheus = PrometheusBuilder::new().build_recorder().handle();

@@ -25,7 +25,7 @@ impl Default for VadSettings {
             activation_threshold: 0.5,
             deactivation_threshold: 0.35,
             min_speech: Duration::from_millis(96),
-            min_silence: Duration::from_millis(200),
+            min_silence: Duration::from_millis(320),
             prefix_padding: Duration::from_millis(300),
         }
     }
@@ -148,7 +148,7 @@ mod tests {
                     }
                 ),
                 (
-                    19,
+                    22,
                     VadEvent::SpeechEnded {
                         last_speech: t0 + WINDOW * 12
                     }
