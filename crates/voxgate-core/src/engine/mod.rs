@@ -834,17 +834,23 @@ impl CallEngine {
         });
     }
 
-    fn llm_token(&mut self, now: Instant, turn: TurnId, text: &str) {
-        let Some(reply) = self
+    /// The reply `turn`'s model is writing, with the time of its first
+    /// output noted; `None` for a reply that is gone or done.
+    fn generating(&mut self, now: Instant, turn: TurnId) -> Option<&mut Reply> {
+        let reply = self
             .reply
             .as_mut()
-            .filter(|r| r.turn == turn && !r.llm_done)
-        else {
-            return;
-        };
+            .filter(|r| r.turn == turn && !r.llm_done)?;
         if let Some(t) = reply.timings.as_mut() {
             t.llm_first_token.get_or_insert(now);
         }
+        Some(reply)
+    }
+
+    fn llm_token(&mut self, now: Instant, turn: TurnId, text: &str) {
+        let Some(reply) = self.generating(now, turn) else {
+            return;
+        };
         reply.round_text.push_str(text);
         let sentences = reply.splitter.push(text);
         for sentence in sentences {
@@ -874,16 +880,9 @@ impl CallEngine {
     }
 
     fn llm_tool_call(&mut self, now: Instant, turn: TurnId, call: ToolCall) {
-        let Some(reply) = self
-            .reply
-            .as_mut()
-            .filter(|r| r.turn == turn && !r.llm_done)
-        else {
+        let Some(reply) = self.generating(now, turn) else {
             return;
         };
-        if let Some(t) = reply.timings.as_mut() {
-            t.llm_first_token.get_or_insert(now);
-        }
         // The last round offers no tools; a call made anyway is ignored.
         if reply.rounds < MAX_MODEL_ROUNDS {
             reply.tool_calls.push(call);

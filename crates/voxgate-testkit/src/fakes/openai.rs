@@ -473,6 +473,27 @@ fn deliver(shared: Arc<Shared>, content_type: &'static str, delivery: Delivery) 
         .into_response()
 }
 
+/// Records a JSON request and applies a status fault: the fault queued for
+/// it and its body, or the response that ends it there.
+fn json_request(
+    shared: &Shared,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<(Option<Fault>, Value), Box<Response>> {
+    let fault = receive(shared, method, uri, headers, body.clone());
+    if let Some(response) = status_fault(fault.as_ref(), headers) {
+        return Err(Box::new(response));
+    }
+    let request = serde_json::from_slice::<Value>(&body).map_err(|_| {
+        Box::new(invalid_request(
+            "We could not parse the JSON body of your request.",
+        ))
+    })?;
+    Ok((fault, request))
+}
+
 async fn chat_completions(
     State(shared): State<Arc<Shared>>,
     method: Method,
@@ -480,12 +501,9 @@ async fn chat_completions(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let fault = receive(&shared, &method, &uri, &headers, body.clone());
-    if let Some(response) = status_fault(fault.as_ref(), &headers) {
-        return response;
-    }
-    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
-        return invalid_request("We could not parse the JSON body of your request.");
+    let (fault, request) = match json_request(&shared, &method, &uri, &headers, body) {
+        Ok(received) => received,
+        Err(response) => return *response,
     };
     let Some(model) = request["model"].as_str() else {
         return invalid_request("you must provide a model parameter");
@@ -678,12 +696,9 @@ async fn speech(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let fault = receive(&shared, &method, &uri, &headers, body.clone());
-    if let Some(response) = status_fault(fault.as_ref(), &headers) {
-        return response;
-    }
-    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
-        return invalid_request("We could not parse the JSON body of your request.");
+    let (fault, request) = match json_request(&shared, &method, &uri, &headers, body) {
+        Ok(received) => received,
+        Err(response) => return *response,
     };
     for field in ["model", "input", "voice"] {
         if !request[field].is_string() {
