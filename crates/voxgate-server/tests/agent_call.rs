@@ -202,7 +202,16 @@ async fn replies_become(llm: &ScriptedLlm, what: &str, check: impl Fn(usize) -> 
 
 /// A caller on the default persona who has heard the greeting play out.
 async fn greeted_caller(server: &TestServer, tag: &str) -> LiveCaller {
-    let mut caller = LiveCaller::dial(server.addr, tag, LiveCallerOptions::default()).await;
+    greeted_caller_as(server, tag, "default").await
+}
+
+/// A caller on `persona` who has heard the greeting play out.
+async fn greeted_caller_as(server: &TestServer, tag: &str, persona: &str) -> LiveCaller {
+    let options = LiveCallerOptions {
+        persona: persona.to_owned(),
+        ..LiveCallerOptions::default()
+    };
+    let mut caller = LiveCaller::dial(server.addr, tag, options).await;
     assert!(caller.wait_playing(true, WAIT).await, "the greeting plays");
     assert!(caller.wait_playing(false, WAIT).await, "the greeting ends");
     caller
@@ -652,13 +661,7 @@ async fn the_agent_calls_a_persona_tool_then_ends_the_call() {
         ),
     )
     .await;
-    let options = LiveCallerOptions {
-        persona: "weatherman".to_owned(),
-        ..LiveCallerOptions::default()
-    };
-    let mut caller = LiveCaller::dial(server.addr, "agenttools01", options).await;
-    assert!(caller.wait_playing(true, WAIT).await, "the greeting plays");
-    assert!(caller.wait_playing(false, WAIT).await, "the greeting ends");
+    let caller = greeted_caller_as(&server, "agenttools01", "weatherman").await;
     let sid = caller.call_sid.clone();
     caller.say(speech(800));
 
@@ -737,14 +740,8 @@ async fn the_agent_transfers_a_twilio_call_to_an_allowed_number() {
         r#"{"name":"frontdesk","transfer_numbers":["+14155550100"]}"#,
     )
     .await;
-    let options = LiveCallerOptions {
-        persona: "frontdesk".to_owned(),
-        ..LiveCallerOptions::default()
-    };
-    let mut caller = LiveCaller::dial(server.addr, "agenttransfer1", options).await;
+    let caller = greeted_caller_as(&server, "agenttransfer1", "frontdesk").await;
     twilio.add_call(&caller.call_sid, "+15551230000", "+15551239999");
-    assert!(caller.wait_playing(true, WAIT).await, "the greeting plays");
-    assert!(caller.wait_playing(false, WAIT).await, "the greeting ends");
     let sid = caller.call_sid.clone();
     caller.say(speech(800));
 
