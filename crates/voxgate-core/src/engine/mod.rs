@@ -467,8 +467,6 @@ struct Utterance {
     turn: TurnId,
     /// The first speech onset.
     started: Instant,
-    /// Speech runs so far (pauses split them).
-    runs: u32,
     audio: Vec<i16>,
     /// Total speech in this utterance (sum of speech runs).
     speech: Duration,
@@ -488,8 +486,9 @@ enum Verdict {
 struct SttRequest {
     turn: TurnId,
     attempt: u32,
-    /// The utterance's speech runs it covers.
-    runs: u32,
+    /// The utterance's last speech window it covers: speech after it calls
+    /// for a new transcription.
+    last_speech: Instant,
     /// Its text, when it came back before the end of turn was decided.
     text: Option<String>,
 }
@@ -1168,6 +1167,7 @@ impl CallEngine {
     fn vad_window(&mut self, now: Instant, probability: f32) {
         match self.vad.push(now, probability) {
             Some(VadEvent::SpeechStarted { onset }) => self.speech_started(onset),
+            Some(VadEvent::Paused { last_speech }) => self.speech_paused(last_speech),
             Some(VadEvent::SpeechEnded { last_speech }) => self.speech_ended(now, last_speech),
             None => {}
         }
@@ -1182,17 +1182,13 @@ impl CallEngine {
         self.endpointing = None;
         match self.utterance.as_mut() {
             // The caller goes on after a pause: same turn.
-            Some(u) => {
-                u.run_onset = Some(onset);
-                u.runs += 1;
-            }
+            Some(u) => u.run_onset = Some(onset),
             None => {
                 let turn = TurnId(self.next_turn);
                 self.next_turn += 1;
                 self.utterance = Some(Utterance {
                     turn,
                     started: onset,
-                    runs: 1,
                     audio: self.recent_audio.iter().copied().collect(),
                     speech: Duration::ZERO,
                     run_onset: Some(onset),
@@ -1247,6 +1243,15 @@ impl CallEngine {
         self.emit(Output::ClearPlayback);
     }
 
+    /// The caller paused: while nothing else is going on, their words are
+    /// transcribed now, so that if the pause ends the turn the transcript is
+    /// ready sooner. Speech after the pause calls for another transcription.
+    fn speech_paused(&mut self, last_speech: Instant) {
+        if self.reply.is_none() && self.interruption.is_none() {
+            self.request_transcript(last_speech);
+        }
+    }
+
     fn speech_ended(&mut self, now: Instant, last_speech: Instant) {
         let Some(u) = self.utterance.as_mut() else {
             return;
@@ -1274,9 +1279,12 @@ impl CallEngine {
             silence_since: last_speech,
             verdict: Verdict::Pending,
         });
-        // Transcribe while the end of turn is being decided: if the caller
-        // is done, the words are ready sooner.
-        self.request_transcript();
+        // Transcribe while the end of turn is being decided (unless the
+        // pause already did): if the caller is done, the words are ready
+        // sooner.
+        if !self.transcript_covers(last_speech) {
+            self.request_transcript(last_speech);
+        }
         if self.persona.turn.use_end_of_turn_model {
             let Some(u) = self.utterance.as_ref() else {
                 return;
@@ -1319,21 +1327,17 @@ impl CallEngine {
         let Some(e) = self.endpointing.take() else {
             return;
         };
+        let covered = self.transcript_covers(e.silence_since);
+        if !covered {
+            self.request_transcript(e.silence_since);
+        }
         let Some(u) = self.utterance.take() else {
             return;
         };
         let mut timings = Timings::new(u.started, e.silence_since);
         timings.end_of_turn = Some(now);
         self.transcribing = Some((u.turn, timings));
-        let covered = self
-            .stt_request
-            .as_ref()
-            .is_some_and(|r| r.turn == u.turn && r.runs == u.runs);
         if !covered {
-            // The caller spoke again after the last request.
-            self.utterance = Some(u);
-            self.request_transcript();
-            self.utterance = None;
             return;
         }
         let ready = self.stt_request.as_mut().and_then(|r| {
@@ -1345,8 +1349,18 @@ impl CallEngine {
         }
     }
 
-    /// Asks for the transcript of the utterance so far.
-    fn request_transcript(&mut self) {
+    /// Whether the transcription asked for covers the utterance's speech
+    /// up to `last_speech`.
+    fn transcript_covers(&self, last_speech: Instant) -> bool {
+        let (Some(u), Some(r)) = (self.utterance.as_ref(), self.stt_request.as_ref()) else {
+            return false;
+        };
+        r.turn == u.turn && r.last_speech == last_speech
+    }
+
+    /// Asks for the transcript of the utterance so far, whose last speech
+    /// window was at `last_speech`.
+    fn request_transcript(&mut self, last_speech: Instant) {
         let Some(u) = self.utterance.as_ref() else {
             return;
         };
@@ -1355,7 +1369,7 @@ impl CallEngine {
         self.stt_request = Some(SttRequest {
             turn,
             attempt,
-            runs: u.runs,
+            last_speech,
             text: None,
         });
         let audio = u.audio.clone();

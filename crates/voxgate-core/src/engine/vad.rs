@@ -39,6 +39,13 @@ pub enum VadEvent {
         /// First speech window.
         onset: Instant,
     },
+    /// The speaker has been silent for half of `min_silence`: speech will
+    /// likely end, so what was said is worth transcribing ahead. Reported
+    /// once per pause; speech may still go on.
+    Paused {
+        /// Last speech window.
+        last_speech: Instant,
+    },
     /// Speech ended; `last_speech` is when the last speech window arrived.
     SpeechEnded {
         /// Last speech window.
@@ -55,6 +62,8 @@ pub struct VadSmoother {
     run_start: Option<Instant>,
     /// Last window that counted as speech.
     last_speech: Option<Instant>,
+    /// Whether the current pause was reported.
+    pause_reported: bool,
 }
 
 impl VadSmoother {
@@ -65,6 +74,7 @@ impl VadSmoother {
             speaking: false,
             run_start: None,
             last_speech: None,
+            pause_reported: false,
         }
     }
 
@@ -89,13 +99,19 @@ impl VadSmoother {
         if self.speaking {
             if probability >= s.deactivation_threshold {
                 self.last_speech = Some(now);
+                self.pause_reported = false;
                 return None;
             }
             let last = self.last_speech.unwrap_or(now);
-            if now.saturating_duration_since(last) >= s.min_silence {
+            let silence = now.saturating_duration_since(last);
+            if silence >= s.min_silence {
                 self.speaking = false;
                 self.run_start = None;
                 return Some(VadEvent::SpeechEnded { last_speech: last });
+            }
+            if !self.pause_reported && silence >= s.min_silence / 2 {
+                self.pause_reported = true;
+                return Some(VadEvent::Paused { last_speech: last });
             }
             return None;
         }
@@ -104,6 +120,7 @@ impl VadSmoother {
             self.last_speech = Some(now);
             if now.saturating_duration_since(onset) >= s.min_speech {
                 self.speaking = true;
+                self.pause_reported = false;
                 return Some(VadEvent::SpeechStarted { onset });
             }
         } else if probability < s.deactivation_threshold {
@@ -138,6 +155,7 @@ mod tests {
         probs.extend([0.9; 10]);
         probs.extend([0.05; 12]);
         let events = feed(&mut v, t0, &probs);
+        let last_speech = t0 + WINDOW * 12;
         assert_eq!(
             events,
             vec![
@@ -147,10 +165,43 @@ mod tests {
                         onset: t0 + WINDOW * 3
                     }
                 ),
+                // 160 ms (half of min_silence) after the last speech window.
+                (17, VadEvent::Paused { last_speech }),
+                (22, VadEvent::SpeechEnded { last_speech }),
+            ]
+        );
+    }
+
+    #[test]
+    fn each_pause_is_reported_once() {
+        let t0 = Instant::now();
+        let mut v = VadSmoother::new(VadSettings::default());
+        let mut probs = vec![0.9; 5];
+        // A 192 ms pause, speech again, then silence until the end.
+        probs.extend([0.05; 6]);
+        probs.extend([0.9; 3]);
+        probs.extend([0.05; 11]);
+        let events = feed(&mut v, t0, &probs);
+        assert_eq!(
+            events,
+            vec![
+                (3, VadEvent::SpeechStarted { onset: t0 }),
                 (
-                    22,
+                    9,
+                    VadEvent::Paused {
+                        last_speech: t0 + WINDOW * 4
+                    }
+                ),
+                (
+                    18,
+                    VadEvent::Paused {
+                        last_speech: t0 + WINDOW * 13
+                    }
+                ),
+                (
+                    23,
                     VadEvent::SpeechEnded {
-                        last_speech: t0 + WINDOW * 12
+                        last_speech: t0 + WINDOW * 13
                     }
                 ),
             ]

@@ -86,7 +86,7 @@ fn a_barge_in_while_the_model_still_streams_cancels_llm_and_tts() {
             // A slow model and slow synthesis: both are still working when
             // the caller cuts in.
             llm_token_interval: Duration::from_millis(150),
-            tts_latency: Duration::from_millis(800),
+            tts_latency: Duration::from_millis(1200),
             ..fakes()
         },
     );

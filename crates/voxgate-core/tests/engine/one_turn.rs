@@ -141,14 +141,52 @@ fn the_transcript_is_asked_for_while_the_end_of_turn_is_decided() {
     sim.run(Duration::from_secs(6), Caller::Silent);
     let m = &metrics(&sim)[0];
     let (end_of_turn, stt) = (m.end_of_turn_ms.unwrap_or(0), m.stt_final_ms.unwrap_or(0));
-    // STT takes 300 ms in the fakes; it started when the VAD saw the
-    // caller stop, before the end of turn was decided.
+    // STT takes 300 ms in the fakes; it started at the caller's pause,
+    // before the end of turn was decided.
     assert!(stt < end_of_turn + 300, "{m:?}");
     assert_eq!(
         sim.count(|o| matches!(o, Output::Transcribe { .. })),
         1,
         "the early transcript is the final one"
     );
+    // Asked at the pause (half of the VAD's 320 ms minimum silence), not
+    // when the VAD decided that speech ended.
+    let asked = sim
+        .first_time(|o| matches!(o, Output::Transcribe { .. }))
+        .expect("a transcription");
+    let speech_ended = sim
+        .first_time(|o| matches!(o, Output::CheckEndOfTurn { .. }))
+        .expect("an end-of-turn check");
+    assert!(
+        asked + Duration::from_millis(128) <= speech_ended,
+        "{asked:?} vs {speech_ended:?}"
+    );
+}
+
+#[test]
+fn speech_after_a_short_pause_is_transcribed_again() {
+    let mut sim = Sim::answered(Persona::default(), fakes());
+    sim.run(Duration::from_millis(800), Caller::Speaking);
+    // Long enough to count as a pause (160 ms), too short to end speech.
+    sim.run(Duration::from_millis(224), Caller::Silent);
+    sim.run(Duration::from_millis(800), Caller::Speaking);
+    sim.run(Duration::from_secs(6), Caller::Silent);
+    let requests: Vec<(Duration, u64, usize)> = sim
+        .outputs()
+        .filter_map(|(at, o)| match o {
+            Output::Transcribe { turn, audio, .. } => Some((*at, turn.0, audio.len())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert_eq!(requests[0].1, requests[1].1, "one turn");
+    assert!(requests[1].2 > requests[0].2, "the last covers the rest");
+    // Answered once, from the transcript of all of it (STT takes 300 ms).
+    let prompted = sim
+        .first_time(|o| matches!(o, Output::Prompt { .. }))
+        .expect("a prompt");
+    assert!(prompted >= requests[1].0 + Duration::from_millis(300));
+    assert_eq!(sim.prompts().len(), 1);
 }
 
 #[test]
