@@ -166,6 +166,10 @@ pub struct EngineConfig {
     /// text is known after a barge-in.
     pub playback_chunk: Duration,
     /// Messages of history kept in the prompt (besides the system prompt).
+    /// Past that, the oldest are dropped half this many at a time, so the
+    /// prompt's beginning stays the same for several turns and a model
+    /// that caches it (llama.cpp's KV cache, a cloud prompt cache) reads
+    /// only what is new.
     pub max_history: usize,
     /// How long the apology may take before the call is hung up anyway.
     pub apology_deadline: Duration,
@@ -663,7 +667,9 @@ impl CallEngine {
             Role::System,
             self.persona.instructions.clone(),
         )];
-        let mut skip = self.history.len().saturating_sub(self.config.max_history);
+        let over = self.history.len().saturating_sub(self.config.max_history);
+        let step = (self.config.max_history / 2).max(1);
+        let mut skip = over.div_ceil(step) * step;
         // A tool result cut off from the call it answers is refused by the
         // model's API.
         while self.history.get(skip).is_some_and(|m| m.role == Role::Tool) {

@@ -238,3 +238,34 @@ fn words_heard_while_the_end_of_turn_is_pending_are_shown_as_a_partial() {
         "the partial came well before the turn ended"
     );
 }
+
+#[test]
+fn a_long_call_drops_old_history_in_blocks_so_the_prompt_start_holds() {
+    const TURNS: usize = 14;
+    let mut sim = Sim::answered(
+        Persona::default(),
+        Fakes {
+            transcripts: (0..TURNS).map(|i| format!("Question {i}?")).collect(),
+            replies: (0..TURNS).map(|i| format!("Answer {i}.")).collect(),
+            ..Fakes::default()
+        },
+    );
+    for _ in 0..TURNS {
+        sim.run(Duration::from_millis(800), Caller::Speaking);
+        sim.run(Duration::from_secs(3), Caller::Silent);
+    }
+    let prompts = sim.prompts();
+    assert_eq!(prompts.len(), TURNS);
+    // History beyond the system prompt: the greeting, then two messages a
+    // turn. Past 20, ten at a time are dropped.
+    let lengths: Vec<usize> = prompts.iter().map(|p| p.len() - 1).collect();
+    assert_eq!(
+        lengths,
+        [2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 12, 14, 16, 18]
+    );
+    let starts: Vec<&str> = prompts.iter().map(|p| p[1].content.as_str()).collect();
+    let greeting = "Hello! How can I help you today?";
+    assert!(starts[..10].iter().all(|s| *s == greeting), "{starts:?}");
+    assert!(starts[10..].iter().all(|s| *s == "Answer 4."), "{starts:?}");
+    assert!(prompts.iter().all(|p| p[0].role == Role::System));
+}
