@@ -6,23 +6,28 @@
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use voxgate_models::{Manifest, NoProgress, fetch, models_dir};
 use voxgate_providers::TranscribeUtterance;
-use voxgate_providers::local::{WhisperConfig, WhisperStt};
+use voxgate_providers::local::{EncoderWindow, WhisperConfig, WhisperStt};
 
 const SENTENCE: &str = "Hello, I would like to book a table for two people tonight.";
 const RATE: usize = 16_000;
 
+fn whisper_dir() -> PathBuf {
+    let dir = models_dir(|k| std::env::var(k).ok());
+    let paths = fetch(&Manifest::embedded(), &dir, &NoProgress).expect("fetching the models");
+    paths.whisper_dir().expect("whisper model").to_owned()
+}
+
 fn stt() -> &'static WhisperStt {
     static STT: OnceLock<WhisperStt> = OnceLock::new();
     STT.get_or_init(|| {
-        let dir = models_dir(|k| std::env::var(k).ok());
-        let paths = fetch(&Manifest::embedded(), &dir, &NoProgress).expect("fetching the models");
-        let whisper_dir = paths.whisper_dir().expect("whisper model");
         let start = Instant::now();
-        let stt = WhisperStt::load(whisper_dir, WhisperConfig::default()).expect("loading Whisper");
+        let stt =
+            WhisperStt::load(&whisper_dir(), WhisperConfig::default()).expect("loading Whisper");
         eprintln!("whisper: model loaded in {:?}", start.elapsed());
         stt
     })
@@ -30,7 +35,13 @@ fn stt() -> &'static WhisperStt {
 
 /// `text` spoken by espeak-ng, as 16 kHz mono PCM16 (sox resamples).
 fn speak(text: &str) -> Vec<i16> {
-    let stem = std::env::temp_dir().join(format!("voxgate-whisper-test-{}", std::process::id()));
+    // Tests run at once: each call has files of its own.
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
+    let stem = std::env::temp_dir().join(format!(
+        "voxgate-whisper-test-{}-{call}",
+        std::process::id()
+    ));
     let raw = PathBuf::from(format!("{}-22k.wav", stem.display()));
     let wav = PathBuf::from(format!("{}-16k.wav", stem.display()));
     let status = Command::new("espeak-ng")
@@ -130,5 +141,23 @@ async fn overlapping_calls_share_the_model() {
         assert_is_the_sentence(&text);
         // Exactly one result, then the channel closes.
         assert!(rx.recv().await.is_none());
+    }
+}
+
+#[test]
+fn a_decoder_that_repeats_itself_is_heard_again_in_the_full_window() {
+    // A window barely longer than a one-word answer makes tiny.en loop
+    // ("Yes. Yes. Yes. ..."), until its token budget runs out.
+    let tight = WhisperConfig::default().with_window(EncoderWindow::Fitted {
+        padding: Duration::from_millis(500),
+        min: Duration::ZERO,
+    });
+    let stt = WhisperStt::load(&whisper_dir(), tight).expect("loading Whisper");
+    for word in ["Yes.", "No.", "Okay."] {
+        let mut audio = vec![0i16; RATE / 4];
+        audio.extend(speak(word));
+        let text = stt.transcribe_blocking(&audio).expect("transcription");
+        eprintln!("whisper, tight window: {word:?} heard as {text:?}");
+        assert!(text.split_whitespace().count() <= 2, "{text:?}");
     }
 }

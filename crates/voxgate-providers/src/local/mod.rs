@@ -9,7 +9,7 @@ pub use llama::{LlamaConfig, LlamaLlm, LlamaRuntime};
 #[cfg(feature = "whisper")]
 mod whisper;
 #[cfg(feature = "whisper")]
-pub use whisper::{WhisperConfig, WhisperStt};
+pub use whisper::{EncoderWindow, WhisperConfig, WhisperStt};
 
 #[cfg(feature = "onnx")]
 mod ort_env;

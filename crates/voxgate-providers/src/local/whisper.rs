@@ -12,6 +12,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ct2rs::sys::{ComputeType, Config, Device, StorageView, Whisper, WhisperOptions};
 use rustfft::num_complex::Complex;
@@ -25,14 +26,49 @@ const PROVIDER: &str = "whisper";
 
 /// Whisper's input rate.
 const SAMPLE_RATE: usize = 16_000;
-/// Whisper sees exactly 30 s of audio at a time.
+/// Whisper was trained on 30 s windows: the most it can hear at once.
 const N_SAMPLES: usize = 30 * SAMPLE_RATE;
 const N_FFT: usize = 400;
 const HOP: usize = 160;
-/// `N_SAMPLES / HOP`: the encoder's fixed input length.
+/// `N_SAMPLES / HOP`: the encoder's longest input.
 const N_FRAMES: usize = N_SAMPLES / HOP;
 const N_MELS: usize = 80;
 const N_BINS: usize = N_FFT / 2 + 1;
+
+/// How much audio Whisper's encoder sees for one utterance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncoderWindow {
+    /// Always 30 s, the utterance padded with silence, as Whisper was
+    /// trained: the cost is the same for any length.
+    Full,
+    /// The utterance plus `padding` of silence, at least `min` long (and at
+    /// most 30 s). The encoder's cost falls with the window.
+    Fitted {
+        /// Silence after the utterance.
+        padding: Duration,
+        /// The shortest window.
+        min: Duration,
+    },
+}
+
+impl EncoderWindow {
+    /// Log-mel frames for `samples` of audio: even, as the encoder's
+    /// second convolution halves them.
+    fn frames(self, samples: usize) -> usize {
+        let frames = match self {
+            EncoderWindow::Full => N_FRAMES,
+            EncoderWindow::Fitted { padding, min } => {
+                let padded = samples + duration_samples(padding);
+                padded.max(duration_samples(min)).div_ceil(HOP)
+            }
+        };
+        frames.next_multiple_of(2).clamp(2, N_FRAMES)
+    }
+}
+
+fn duration_samples(duration: Duration) -> usize {
+    usize::try_from(duration.as_millis()).map_or(N_SAMPLES, |ms| ms * SAMPLE_RATE / 1000)
+}
 
 /// How [`WhisperStt`] runs the model.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +76,7 @@ pub struct WhisperConfig {
     threads: usize,
     int8: bool,
     silence_rms: f32,
+    window: EncoderWindow,
 }
 
 impl Default for WhisperConfig {
@@ -51,6 +88,10 @@ impl Default for WhisperConfig {
             // dither. Whisper invents text ("Thank you.") for silence, so
             // such input is answered without running the model.
             silence_rms: 0.001,
+            window: EncoderWindow::Fitted {
+                padding: Duration::from_secs(2),
+                min: Duration::from_secs(5),
+            },
         }
     }
 }
@@ -77,17 +118,28 @@ impl WhisperConfig {
         self.silence_rms = rms;
         self
     }
+
+    /// How much audio the encoder sees (default: fitted, 2 s of padding, at
+    /// least 5 s). Measured by `cargo bench -p voxgate-providers --bench
+    /// stt` on phone-quality speech: a fitted window is 3-4x faster than
+    /// the full 30 s and as accurate; without a minimum, short utterances
+    /// make the model repeat itself.
+    pub fn with_window(mut self, window: EncoderWindow) -> Self {
+        self.window = window;
+        self
+    }
 }
 
 /// Whisper speech to text, loaded once and shared by every call.
 ///
 /// Cloning is cheap and shares the model (about 250 MiB RSS once it has
 /// run). Each [`TranscribeUtterance::transcribe`] runs on Tokio's blocking pool
-/// (so it must be called inside a Tokio runtime) and costs the same for any
-/// length up to 30 s, since the encoder always sees 30 s: on 2 idle cores
-/// 1.1 s with AVX2 only, 0.5-0.7 s with AVX-512 (int8: ~25% less; 1 thread:
-/// ~1.8x more). Calls that overlap are queued by CTranslate2. Silence costs
-/// nothing.
+/// (so it must be called inside a Tokio runtime). Its cost follows the
+/// encoder's window ([`WhisperConfig::with_window`]): on 2 idle cores with
+/// AVX-512 and int8, about 0.2 s for a turn of a few seconds in the default
+/// fitted window, 0.7 s in the full 30 s one (1 thread: ~1.8x more; AVX2
+/// only: ~2x more). Calls that overlap are queued by CTranslate2. Silence
+/// costs nothing.
 #[derive(Clone)]
 pub struct WhisperStt {
     inner: Arc<Inner>,
@@ -103,6 +155,7 @@ struct Inner {
     first_special_id: usize,
     options: WhisperOptions,
     silence_rms: f32,
+    window: EncoderWindow,
 }
 
 impl std::fmt::Debug for WhisperStt {
@@ -176,6 +229,7 @@ impl WhisperStt {
                 first_special_id,
                 options,
                 silence_rms: config.silence_rms,
+                window: config.window,
             }),
         })
     }
@@ -211,16 +265,39 @@ impl Inner {
         if rms(&samples) < self.silence_rms {
             return Ok(String::new());
         }
-        let inference = |reason: String| ProviderError::Inference {
-            provider: PROVIDER,
-            reason,
-        };
-        let mut mel = self.log_mel.compute(&samples);
-        let features = StorageView::new(&[1, N_MELS, N_FRAMES], &mut mel, Device::CPU)
+        let max_tokens = max_tokens(samples.len());
+        let window = self.window.frames(samples.len());
+        let mut ids = self.decode(&samples, window, max_tokens)?;
+        if window < N_FRAMES && (ids.len() >= max_tokens || repeats_itself(&ids)) {
+            // The model loops, as it may in a window shorter than it was
+            // trained on. The full window is what it knows.
+            ids = self.decode(&samples, N_FRAMES, max_tokens)?;
+        }
+        let text = self
+            .tokenizer
+            .decode(&ids, true)
+            .map_err(|e| inference(format!("decoding tokens: {e}")))?;
+        Ok(text.trim().to_owned())
+    }
+
+    /// The text tokens Whisper decodes from `frames` of log-mel of
+    /// `samples`, at most `max_tokens`; none when it hears no speech.
+    fn decode(
+        &self,
+        samples: &[f32],
+        frames: usize,
+        max_tokens: usize,
+    ) -> Result<Vec<u32>, ProviderError> {
+        let mut mel = self.log_mel.compute(samples, frames);
+        let features = StorageView::new(&[1, N_MELS, frames], &mut mel, Device::CPU)
             .map_err(|e| inference(format!("features: {e:#}")))?;
+        let options = WhisperOptions {
+            max_length: self.prompt.len() + max_tokens,
+            ..self.options.clone()
+        };
         let results = self
             .model
-            .generate(&features, std::slice::from_ref(&self.prompt), &self.options)
+            .generate(&features, std::slice::from_ref(&self.prompt), &options)
             .map_err(|e| inference(format!("{e:#}")))?;
         let Some(result) = results.into_iter().next() else {
             return Err(inference("no result for the batch".to_owned()));
@@ -230,9 +307,9 @@ impl Inner {
         // what it decoded. Skips hallucinations on noise that is not silent.
         let avg_logprob = result.scores.first().copied().unwrap_or(0.0);
         if result.no_speech_prob > 0.6 && avg_logprob < -1.0 {
-            return Ok(String::new());
+            return Ok(Vec::new());
         }
-        let ids: Vec<u32> = result
+        Ok(result
             .sequences_ids
             .into_iter()
             .next()
@@ -240,13 +317,36 @@ impl Inner {
             .into_iter()
             .filter(|&id| id < self.first_special_id)
             .filter_map(|id| u32::try_from(id).ok())
-            .collect();
-        let text = self
-            .tokenizer
-            .decode(&ids, true)
-            .map_err(|e| inference(format!("decoding tokens: {e}")))?;
-        Ok(text.trim().to_owned())
+            .collect())
     }
+}
+
+fn inference(reason: String) -> ProviderError {
+    ProviderError::Inference {
+        provider: PROVIDER,
+        reason,
+    }
+}
+
+/// Whether some run of up to 8 tokens comes three times in a row ("Yes.
+/// Yes. Yes."): how a looping decoder reads, and rare in speech.
+fn repeats_itself(ids: &[u32]) -> bool {
+    const LONGEST: usize = 8;
+    const TIMES: usize = 3;
+    (1..=LONGEST).any(|n| {
+        ids.windows(n * TIMES).any(|run| {
+            let (first, rest) = run.split_at(n);
+            rest.chunks_exact(n).all(|chunk| chunk == first)
+        })
+    })
+}
+
+/// The most text tokens `samples` of speech can hold: fast speech is about
+/// 4 words, 5-6 tokens, a second; a decoder that writes more is looping.
+fn max_tokens(samples: usize) -> usize {
+    const PER_SECOND: usize = 8;
+    const AT_LEAST: usize = 16;
+    AT_LEAST + samples * PER_SECOND / SAMPLE_RATE
 }
 
 fn rms(samples: &[f32]) -> f32 {
@@ -257,9 +357,9 @@ fn rms(samples: &[f32]) -> f32 {
     (energy / samples.len() as f64).sqrt() as f32
 }
 
-/// Whisper's log-mel spectrogram of one 30 s window, as in openai-whisper's
+/// Whisper's log-mel spectrogram of one window, as in openai-whisper's
 /// `log_mel_spectrogram` (and HF's `WhisperFeatureExtractor`): the audio is
-/// zero-padded to 30 s, framed with a centred periodic Hann window, and
+/// zero-padded to the window, framed with a centred periodic Hann window, and
 /// the log of the mel power is clamped to 8 below its maximum and scaled.
 struct LogMel {
     fft: Arc<dyn Fft<f32>>,
@@ -295,26 +395,28 @@ impl LogMel {
         }
     }
 
-    /// `[N_MELS, N_FRAMES]`, row-major, of at most 30 s of audio.
-    fn compute(&self, audio: &[f32]) -> Vec<f32> {
-        let audio = &audio[..audio.len().min(N_SAMPLES)];
-        // Zero-pad to 30 s, then reflect-pad by N_FFT/2 (STFT center=True).
+    /// `[N_MELS, frames]`, row-major, of the first `frames * HOP` samples
+    /// of `audio` (zero-padded).
+    fn compute(&self, audio: &[f32], frames: usize) -> Vec<f32> {
+        let n_samples = frames * HOP;
+        let audio = &audio[..audio.len().min(n_samples)];
+        // Zero-pad to the window, then reflect-pad by N_FFT/2 (STFT center=True).
         let pad = N_FFT / 2;
-        let mut padded = vec![0.0f32; N_SAMPLES + 2 * pad];
+        let mut padded = vec![0.0f32; n_samples + 2 * pad];
         padded[pad..pad + audio.len()].copy_from_slice(audio);
         let signal = |i: usize| padded[i];
         let reflected: Vec<f32> = (0..pad)
             .map(|i| signal(2 * pad - i))
-            .chain((0..pad).map(|i| signal(pad + N_SAMPLES - 2 - i)))
+            .chain((0..pad).map(|i| signal(pad + n_samples - 2 - i)))
             .collect();
         padded[..pad].copy_from_slice(&reflected[..pad]);
-        padded[pad + N_SAMPLES..].copy_from_slice(&reflected[pad..]);
+        padded[pad + n_samples..].copy_from_slice(&reflected[pad..]);
 
-        let mut mel = vec![0.0f32; N_MELS * N_FRAMES];
+        let mut mel = vec![0.0f32; N_MELS * frames];
         let mut buf = vec![Complex::new(0.0f32, 0.0); N_FFT];
         let mut scratch = vec![Complex::new(0.0f32, 0.0); self.fft.get_inplace_scratch_len()];
         let mut power = [0.0f32; N_BINS];
-        for frame in 0..N_FRAMES {
+        for frame in 0..frames {
             let samples = &padded[frame * HOP..frame * HOP + N_FFT];
             // Most of the window is padding: its power is zero, skip the FFT.
             if samples.iter().all(|&s| s == 0.0) {
@@ -334,7 +436,7 @@ impl LogMel {
                 .enumerate()
             {
                 let (weights, bins) = (&filter[span.clone()], &power[span.clone()]);
-                mel[m * N_FRAMES + frame] = weights.iter().zip(bins).map(|(w, p)| w * p).sum();
+                mel[m * frames + frame] = weights.iter().zip(bins).map(|(w, p)| w * p).sum();
             }
         }
         for v in &mut mel {
@@ -358,7 +460,7 @@ mod tests {
         let tone: Vec<f32> = (0..SAMPLE_RATE)
             .map(|i| 0.5 * (2.0 * std::f32::consts::PI * 440.0 * i as f32 / 16_000.0).sin())
             .collect();
-        let mel = log_mel.compute(&tone);
+        let mel = log_mel.compute(&tone, N_FRAMES);
         assert_eq!(mel.len(), N_MELS * N_FRAMES);
         let max = mel.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let min = mel.iter().copied().fold(f32::INFINITY, f32::min);
@@ -371,6 +473,43 @@ mod tests {
             .max_by(|&a, &b| mel[a * N_FRAMES + 50].total_cmp(&mel[b * N_FRAMES + 50]))
             .unwrap_or(0);
         assert!((5..15).contains(&band_440), "{band_440}");
+    }
+
+    #[test]
+    fn the_encoder_window_fits_the_utterance_within_its_bounds() {
+        let fitted = EncoderWindow::Fitted {
+            padding: Duration::from_secs(2),
+            min: Duration::from_secs(5),
+        };
+        let second = SAMPLE_RATE;
+        assert_eq!(EncoderWindow::Full.frames(second), N_FRAMES);
+        assert_eq!(fitted.frames(0), 500, "at least 5 s");
+        assert_eq!(fitted.frames(second), 500);
+        assert_eq!(fitted.frames(10 * second), 1_200, "10 s and 2 s of padding");
+        assert_eq!(fitted.frames(29 * second), N_FRAMES, "at most 30 s");
+        // Rounded up to even: the second convolution halves the frames.
+        let tight = EncoderWindow::Fitted {
+            padding: Duration::ZERO,
+            min: Duration::ZERO,
+        };
+        assert_eq!(tight.frames(HOP + 1), 2);
+        assert_eq!(tight.frames(3 * HOP), 4);
+    }
+
+    #[test]
+    fn a_run_said_three_times_in_a_row_is_a_loop() {
+        assert!(repeats_itself(&[7, 1, 2, 1, 2, 1, 2]));
+        assert!(repeats_itself(&[5, 5, 5]));
+        let eight = [1, 2, 3, 4, 5, 6, 7, 8];
+        assert!(repeats_itself(&eight.repeat(3)));
+        assert!(!repeats_itself(&eight.repeat(2)), "twice is speech");
+        assert!(!repeats_itself(&[1, 2, 1, 2, 1, 3]));
+        assert!(!repeats_itself(&[]));
+        let nine = [1, 2, 3, 4, 5, 6, 7, 8, 9];
+        assert!(
+            !repeats_itself(&nine.repeat(3)),
+            "longer runs are not looked for"
+        );
     }
 
     #[test]
