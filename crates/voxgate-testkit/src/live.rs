@@ -141,6 +141,28 @@ impl LiveCaller {
             .is_ok_and(|r| r.is_ok())
     }
 
+    /// Whether agent audio is playing now.
+    pub fn is_playing(&self) -> bool {
+        *self.playing.borrow()
+    }
+
+    /// Waits until the agent has said all it has to say: it played what it
+    /// sent, and sent nothing more for `quiet` (a reply's sentences may
+    /// come with gaps between them). Audio heard meanwhile is consumed.
+    pub async fn wait_agent_done(&mut self, quiet: Duration, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if !self.wait_playing(false, left).await {
+                return false;
+            }
+            while self.next_heard(quiet).await.is_some() {}
+            if !self.is_playing() {
+                return true;
+            }
+        }
+    }
+
     /// Sends `stop`, closes, and returns both sides of the call.
     pub async fn hang_up(self) -> CallAudio {
         let _ = self.say.send(Command::Stop);

@@ -18,8 +18,11 @@
 
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
 use voxgate_core::audio::SampleRate;
 use voxgate_models::models_dir;
 use voxgate_providers::Secret;
@@ -32,9 +35,7 @@ use voxgate_server::config::{
 use voxgate_testkit::fakes::deepgram::{FakeDeepgram, FakeDeepgramOptions};
 use voxgate_testkit::fakes::elevenlabs::{self, FakeElevenLabs, FakeElevenLabsOptions};
 use voxgate_testkit::fakes::openai::{ChatReply, FakeOpenAi};
-use voxgate_testkit::{
-    Heard, LiveCaller, LiveCallerOptions, connect, espeak, next_json, send_text,
-};
+use voxgate_testkit::{Heard, LiveCaller, LiveCallerOptions, connect, espeak, send_text};
 
 const QUESTIONS: [&str; 6] = [
     "What time do you open tomorrow?",
@@ -44,11 +45,24 @@ const QUESTIONS: [&str; 6] = [
     "Is there parking near the restaurant?",
     "Thank you, that is all for today.",
 ];
+/// Turns of the voice-to-voice call: the questions, asked twice.
+const TURNS: usize = 2 * QUESTIONS.len();
 const LONG_QUESTION: &str = "Please tell me a long story about the sea.";
 const INTERRUPTION: &str = "Wait, stop, I have another question.";
 const BARGE_INS: usize = 8;
 const MEMORY_CALLS: usize = 8;
 const WAIT: Duration = Duration::from_secs(60);
+/// The engine's stages in `turn.metrics`, in order.
+const STAGES: [&str; 6] = [
+    "end_of_turn_ms",
+    "stt_final_ms",
+    "llm_first_token_ms",
+    "tts_first_audio_ms",
+    "first_audio_sent_ms",
+    "first_mark_ms",
+];
+/// Silence after which the agent is taken to have finished speaking.
+const AGENT_DONE_QUIET: Duration = Duration::from_millis(800);
 
 fn speak(text: &str) -> Vec<i16> {
     let mut out = espeak(text, 160, SampleRate::HZ_8000);
@@ -94,15 +108,44 @@ async fn first_audio(caller: &mut LiveCaller) -> Option<Instant> {
     }
 }
 
-async fn voice_to_voice(addr: std::net::SocketAddr) {
+/// Collects the callers' turn metrics (the greetings' aside) from a
+/// monitor until told to stop. The monitor reads all along, so it answers
+/// the server's pings and outlives its idle timeout however long the call.
+async fn watch_turn_metrics(
+    addr: std::net::SocketAddr,
+) -> (oneshot::Sender<()>, tokio::task::JoinHandle<Vec<Value>>) {
     let mut monitor = connect(addr, "/events").await;
     send_text(&mut monitor, r#"{"type":"subscribe","call_id":"*"}"#).await;
+    let (stop, mut stopped) = oneshot::channel();
+    let metrics = tokio::spawn(async move {
+        let mut metrics = Vec::new();
+        loop {
+            let message = tokio::select! {
+                _ = &mut stopped => break,
+                message = monitor.next() => message,
+            };
+            let Some(Ok(Message::Text(text))) = message else {
+                break;
+            };
+            let Ok(event) = serde_json::from_str::<Value>(text.as_str()) else {
+                continue;
+            };
+            if event["type"] == "turn.metrics" && event["turn"] != 0 {
+                metrics.push(event);
+            }
+        }
+        metrics
+    });
+    (stop, metrics)
+}
+
+async fn voice_to_voice(addr: std::net::SocketAddr) {
+    let (stop_monitor, turn_metrics) = watch_turn_metrics(addr).await;
     let mut caller = LiveCaller::dial(addr, "benchturns01", LiveCallerOptions::default()).await;
     caller.wait_playing(true, WAIT).await;
-    caller.wait_playing(false, WAIT).await;
-    drain(&mut caller, Duration::from_millis(300)).await;
+    caller.wait_agent_done(AGENT_DONE_QUIET, WAIT).await;
     let mut measured = Vec::new();
-    for question in QUESTIONS {
+    for question in QUESTIONS.iter().cycle().take(TURNS) {
         let speech = speak(question);
         let speech_len = Duration::from_micros(speech.len() as u64 * 125);
         let said = Instant::now();
@@ -114,38 +157,39 @@ async fn voice_to_voice(addr: std::net::SocketAddr) {
         // `speech_len` after the first frame.
         let stopped = said + speech_len;
         measured.push(heard.saturating_duration_since(stopped).as_secs_f64() * 1000.0);
-        caller.wait_playing(false, WAIT).await;
-        drain(&mut caller, Duration::from_millis(500)).await;
+        // The whole reply: a caller who spoke sooner would interrupt it.
+        caller.wait_agent_done(AGENT_DONE_QUIET, WAIT).await;
     }
     caller.hang_up().await;
-    let mut stages: Vec<(String, Vec<f64>)> = Vec::new();
-    while let Ok(event) =
-        tokio::time::timeout(Duration::from_secs(1), next_json(&mut monitor)).await
-    {
-        if event["type"] != "turn.metrics" || event["turn"] == 0 {
-            continue;
-        }
-        if let Value::Object(fields) = event {
-            for (key, value) in fields {
-                if let (true, Some(ms)) = (key.ends_with("_ms"), value.as_f64()) {
-                    match stages.iter_mut().find(|(k, _)| *k == key) {
-                        Some((_, values)) => values.push(ms),
-                        None => stages.push((key, vec![ms])),
-                    }
-                }
-            }
-        }
-    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _ = stop_monitor.send(());
+    let turn_metrics = turn_metrics.await.unwrap_or_default();
     println!(
         "voice to voice (caller's last sound → first agent audio at the caller), {} turns: p50 {:.0} ms, p90 {:.0} ms",
         measured.len(),
         percentile(&measured, 50.0),
         percentile(&measured, 90.0)
     );
-    println!("  engine stages, ms after the VAD saw the caller stop (p50):");
-    for (stage, values) in stages {
-        println!("    {stage:<22} {:>6.0}", percentile(&values, 50.0));
+    let each: Vec<String> = measured.iter().map(|ms| format!("{ms:.0}")).collect();
+    println!("  each turn, ms: {}", each.join(", "));
+    println!("  engine stages, ms after the VAD saw the caller stop:");
+    println!(
+        "    {:>5} {}",
+        "turn",
+        STAGES
+            .map(|s| format!("{:>12}", s.trim_end_matches("_ms")))
+            .join("")
+    );
+    let stage_ms = |event: &Value, stage: &str| event[stage].as_f64().unwrap_or(f64::NAN);
+    for event in &turn_metrics {
+        let row = STAGES.map(|stage| format!("{:>12.0}", stage_ms(event, stage)));
+        println!("    {:>5} {}", event["turn"], row.join(""));
     }
+    let p50 = STAGES.map(|stage| {
+        let values: Vec<f64> = turn_metrics.iter().map(|e| stage_ms(e, stage)).collect();
+        format!("{:>12.0}", percentile(&values, 50.0))
+    });
+    println!("    {:>5} {}", "p50", p50.join(""));
 }
 
 async fn barge_in(addr: std::net::SocketAddr) {
@@ -160,7 +204,7 @@ async fn barge_in(addr: std::net::SocketAddr) {
         )
         .await;
         caller.wait_playing(true, WAIT).await;
-        caller.wait_playing(false, WAIT).await;
+        caller.wait_agent_done(AGENT_DONE_QUIET, WAIT).await;
         caller.say(question.clone());
         if !caller.wait_playing(true, WAIT).await {
             caller.hang_up().await;
@@ -243,14 +287,14 @@ async fn cloud_fakes() -> (AgentConfig, (FakeDeepgram, FakeOpenAi, FakeElevenLab
     let deepgram = FakeDeepgram::start(FakeDeepgramOptions::default()).await;
     let openai = FakeOpenAi::start().await;
     let elevenlabs = FakeElevenLabs::start(FakeElevenLabsOptions::default()).await;
-    for question in QUESTIONS {
+    for question in QUESTIONS.iter().cycle().take(TURNS) {
         deepgram.say(question);
     }
     for _ in 0..BARGE_INS {
         deepgram.say(LONG_QUESTION);
         deepgram.say(INTERRUPTION);
     }
-    for _ in 0..QUESTIONS.len() + 2 * BARGE_INS {
+    for _ in 0..TURNS + 2 * BARGE_INS {
         openai.push_chat(ChatReply::text(&[
             "Sure,",
             " here is my answer.",
