@@ -133,6 +133,13 @@ pub trait SpeechToText: Send + Sync {
     /// background (errors surface on [`SttStream::transcribe`]); dropping
     /// the stream closes it.
     fn open(&self) -> Box<dyn SttStream>;
+
+    /// Whether a turn is worth transcribing ahead, at the caller's pauses
+    /// (default yes): an extra transcription costs spare CPU or nothing on
+    /// a streaming socket, but a request and its bill where each is paid.
+    fn transcribe_at_pauses(&self) -> bool {
+        true
+    }
 }
 
 /// Speech to text for one call.
@@ -158,6 +165,11 @@ pub trait SttStream: Send {
 pub trait TranscribeUtterance: Send + Sync + 'static {
     /// Transcribes 16 kHz audio; the text arrives on the channel once.
     fn transcribe(&self, audio: Vec<i16>) -> mpsc::Receiver<Result<String, ProviderError>>;
+
+    /// As [`SpeechToText::transcribe_at_pauses`].
+    fn transcribe_at_pauses(&self) -> bool {
+        true
+    }
 }
 
 /// A batch recogniser as a [`SpeechToText`]: each turn's audio is
@@ -175,6 +187,10 @@ impl<T: TranscribeUtterance> BatchStt<T> {
 impl<T: TranscribeUtterance> SpeechToText for BatchStt<T> {
     fn open(&self) -> Box<dyn SttStream> {
         Box::new(BatchStream(self.0.clone()))
+    }
+
+    fn transcribe_at_pauses(&self) -> bool {
+        self.0.transcribe_at_pauses()
     }
 }
 

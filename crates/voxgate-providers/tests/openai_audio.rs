@@ -12,7 +12,9 @@ use voxgate_providers::cloud::openai::OpenAiConfig;
 use voxgate_providers::cloud::openai::speech::{OpenAiSpeech, SpeechOptions};
 use voxgate_providers::cloud::openai::transcription::{OpenAiTranscription, TranscriptionOptions};
 use voxgate_providers::supervisor::{Supervisor, VendorPolicy};
-use voxgate_providers::{ProviderError, Secret, TextToSpeech, TranscribeUtterance};
+use voxgate_providers::{
+    BatchStt, ProviderError, Secret, SpeechToText, TextToSpeech, TranscribeUtterance,
+};
 use voxgate_testkit::fakes::openai::{FakeOpenAi, Fault};
 
 const KEY: &str = "sk-test-secret-0001";
@@ -140,6 +142,13 @@ async fn transcription_retries_a_server_error_and_rejects_a_bad_key() {
     fake.push_fault(Fault::MalformedChunk);
     let error = transcribe(&stt, tone(1_600)).await.expect_err("malformed");
     assert!(matches!(error, ProviderError::Protocol { .. }), "{error:?}");
+}
+
+#[tokio::test]
+async fn billed_transcriptions_are_not_asked_for_at_every_pause() {
+    let fake = FakeOpenAi::start().await;
+    let stt = BatchStt::new(transcriber(&fake));
+    assert!(!stt.transcribe_at_pauses());
 }
 
 #[tokio::test]

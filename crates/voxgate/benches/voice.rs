@@ -124,8 +124,11 @@ async fn watch_turn_metrics(
                 _ = &mut stopped => break,
                 message = monitor.next() => message,
             };
-            let Some(Ok(Message::Text(text))) = message else {
-                break;
+            let text = match message {
+                Some(Ok(Message::Text(text))) => text,
+                // Pings are answered by reading on.
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                _ => break,
             };
             let Ok(event) = serde_json::from_str::<Value>(text.as_str()) else {
                 continue;
@@ -177,17 +180,17 @@ async fn voice_to_voice(addr: std::net::SocketAddr) {
         "    {:>5} {}",
         "turn",
         STAGES
-            .map(|s| format!("{:>12}", s.trim_end_matches("_ms")))
+            .map(|s| format!("{:>20}", s.trim_end_matches("_ms")))
             .join("")
     );
     let stage_ms = |event: &Value, stage: &str| event[stage].as_f64().unwrap_or(f64::NAN);
     for event in &turn_metrics {
-        let row = STAGES.map(|stage| format!("{:>12.0}", stage_ms(event, stage)));
+        let row = STAGES.map(|stage| format!("{:>20.0}", stage_ms(event, stage)));
         println!("    {:>5} {}", event["turn"], row.join(""));
     }
     let p50 = STAGES.map(|stage| {
         let values: Vec<f64> = turn_metrics.iter().map(|e| stage_ms(e, stage)).collect();
-        format!("{:>12.0}", percentile(&values, 50.0))
+        format!("{:>20.0}", percentile(&values, 50.0))
     });
     println!("    {:>5} {}", "p50", p50.join(""));
 }

@@ -173,6 +173,10 @@ pub struct EngineConfig {
     pub max_history: usize,
     /// How long the apology may take before the call is hung up anyway.
     pub apology_deadline: Duration,
+    /// Whether to transcribe at the caller's pauses, before the VAD judges
+    /// that speech ended (the words are ready sooner; a pause that does not
+    /// end the turn costs a transcription).
+    pub transcribe_at_pauses: bool,
 }
 
 impl Default for EngineConfig {
@@ -182,6 +186,7 @@ impl Default for EngineConfig {
             playback_chunk: Duration::from_millis(200),
             max_history: 20,
             apology_deadline: Duration::from_secs(8),
+            transcribe_at_pauses: true,
         }
     }
 }
@@ -1253,7 +1258,7 @@ impl CallEngine {
     /// transcribed now, so that if the pause ends the turn the transcript is
     /// ready sooner. Speech after the pause calls for another transcription.
     fn speech_paused(&mut self, last_speech: Instant) {
-        if self.reply.is_none() && self.interruption.is_none() {
+        if self.config.transcribe_at_pauses && self.reply.is_none() && self.interruption.is_none() {
             self.request_transcript(last_speech);
         }
     }

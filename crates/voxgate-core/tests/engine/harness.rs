@@ -91,9 +91,13 @@ pub struct Sim {
 
 impl Sim {
     pub fn new(persona: Persona, fakes: Fakes) -> Sim {
+        Sim::with_config(EngineConfig::default(), persona, fakes)
+    }
+
+    pub fn with_config(config: EngineConfig, persona: Persona, fakes: Fakes) -> Sim {
         let t0 = Instant::now();
         Sim {
-            engine: CallEngine::new(EngineConfig::default(), persona),
+            engine: CallEngine::new(config, persona),
             now: t0,
             t0,
             fakes,

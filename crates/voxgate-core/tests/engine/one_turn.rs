@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use voxgate_core::engine::{EngineEvent, Output, Persona, Role, TurnMetrics};
+use voxgate_core::engine::{EngineConfig, EngineEvent, Input, Output, Persona, Role, TurnMetrics};
 
 use crate::harness::{Caller, Fakes, Sim};
 
@@ -161,6 +161,32 @@ fn the_transcript_is_asked_for_while_the_end_of_turn_is_decided() {
         asked + Duration::from_millis(128) <= speech_ended,
         "{asked:?} vs {speech_ended:?}"
     );
+}
+
+#[test]
+fn without_transcription_at_pauses_the_turn_is_transcribed_when_speech_ends() {
+    // As for a recogniser that bills each request.
+    let config = EngineConfig {
+        transcribe_at_pauses: false,
+        ..EngineConfig::default()
+    };
+    let mut sim = Sim::with_config(config, Persona::default(), fakes());
+    sim.input(Input::Answered);
+    sim.run(Duration::from_secs(3), Caller::Silent);
+    sim.run(Duration::from_millis(800), Caller::Speaking);
+    sim.run(Duration::from_millis(224), Caller::Silent);
+    sim.run(Duration::from_millis(800), Caller::Speaking);
+    sim.run(Duration::from_secs(6), Caller::Silent);
+    let asked: Vec<Duration> = sim
+        .outputs()
+        .filter(|(_, o)| matches!(o, Output::Transcribe { .. }))
+        .map(|(at, _)| *at)
+        .collect();
+    let speech_ended = sim
+        .first_time(|o| matches!(o, Output::CheckEndOfTurn { .. }))
+        .expect("an end-of-turn check");
+    assert_eq!(asked, [speech_ended], "once, when speech ended");
+    assert_eq!(sim.prompts().len(), 1);
 }
 
 #[test]

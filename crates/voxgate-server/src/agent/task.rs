@@ -187,6 +187,7 @@ pub fn spawn_agent(
     );
     let apology = providers.apology_at(spec.carrier_rate);
     let vad = providers.vad.stream();
+    let transcribe_at_pauses = providers.stt.transcribe_at_pauses();
     let start = async move {
         let mut workers = workers;
         let persona = resolve_persona(&workers.store, &spec.job).await;
@@ -198,6 +199,7 @@ pub fn spawn_agent(
             engine: CallEngine::new(
                 EngineConfig {
                     output_rate_hz: spec.carrier_rate.hz(),
+                    transcribe_at_pauses,
                     ..EngineConfig::default()
                 },
                 engine_persona,

@@ -96,6 +96,11 @@ impl TranscribeUtterance for OpenAiTranscription {
         });
         rx
     }
+
+    /// Each transcription is a billed request: only whole turns are sent.
+    fn transcribe_at_pauses(&self) -> bool {
+        false
+    }
 }
 
 impl TranscriptionClient {
