@@ -15,16 +15,11 @@ use voxgate_core::audio::g711::{ulaw_decode_into, ulaw_encode_into};
 use voxgate_core::audio::{Resampler, SampleRate};
 use voxgate_models::{Manifest, NoProgress, fetch, models_dir};
 use voxgate_providers::local::{EncoderWindow, WhisperConfig, WhisperStt};
-use voxgate_testkit::espeak;
+use voxgate_testkit::{CALLER_QUESTIONS, espeak};
 
-const SENTENCES: [&str; 16] = [
+/// Asked after the voice benchmark's questions.
+const MORE_SENTENCES: [&str; 10] = [
     "What is the capital of France?",
-    "What time do you open tomorrow?",
-    "Can I book a table for two people?",
-    "Do you have any vegetarian dishes?",
-    "How much does the lunch menu cost?",
-    "Is there parking near the restaurant?",
-    "Thank you, that is all for today.",
     "Wait, stop, I have another question.",
     "I would like to change my reservation to Friday evening.",
     "My name is John Smith and my phone number ends in four five six.",
@@ -43,7 +38,8 @@ fn main() {
     let dir = models_dir(|k| std::env::var(k).ok());
     let paths = fetch(&Manifest::embedded(), &dir, &NoProgress).expect("fetching the models");
     let whisper_dir = paths.whisper_dir().expect("the Whisper model");
-    let clips: Vec<Vec<i16>> = SENTENCES.iter().map(|s| phone_caller(s)).collect();
+    let sentences: Vec<&str> = CALLER_QUESTIONS.into_iter().chain(MORE_SENTENCES).collect();
+    let clips: Vec<Vec<i16>> = sentences.iter().map(|s| phone_caller(s)).collect();
     let seconds: f32 = clips.iter().map(|c| c.len() as f32 / 16_000.0).sum();
     println!(
         "{} sentences, {:.1} s of audio in all, {RUNS} runs each",
@@ -68,7 +64,7 @@ fn main() {
         let mut times = Vec::new();
         let (mut errors, mut words, mut exact) = (0, 0, 0);
         let mut misheard = Vec::new();
-        for (sentence, clip) in SENTENCES.iter().zip(&clips) {
+        for (sentence, clip) in sentences.iter().zip(&clips) {
             let mut text = String::new();
             for _ in 0..RUNS {
                 let start = Instant::now();
@@ -89,7 +85,7 @@ fn main() {
             "| {name} | {:.0} ms | {:.1} % | {exact}/{} |",
             times[times.len() / 2].as_secs_f64() * 1000.0,
             100.0 * errors as f64 / words as f64,
-            SENTENCES.len()
+            sentences.len()
         );
         for text in misheard {
             eprintln!("  {name}: {text:?}");

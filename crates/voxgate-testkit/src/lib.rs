@@ -21,6 +21,17 @@ use voxgate_core::audio::{Resampler, SampleRate, parse_wav};
 /// A client WebSocket.
 pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// What a restaurant's caller asks, for benchmarks that put the same words
+/// to the whole agent and to its parts.
+pub const CALLER_QUESTIONS: [&str; 6] = [
+    "What time do you open tomorrow?",
+    "Can I book a table for two people?",
+    "Do you have any vegetarian dishes?",
+    "How much does the lunch menu cost?",
+    "Is there parking near the restaurant?",
+    "Thank you, that is all for today.",
+];
+
 /// How long a helper waits for a frame before failing the test.
 pub const RECV_TIMEOUT: Duration = Duration::from_secs(10);
 

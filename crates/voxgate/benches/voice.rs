@@ -35,18 +35,12 @@ use voxgate_server::config::{
 use voxgate_testkit::fakes::deepgram::{FakeDeepgram, FakeDeepgramOptions};
 use voxgate_testkit::fakes::elevenlabs::{self, FakeElevenLabs, FakeElevenLabsOptions};
 use voxgate_testkit::fakes::openai::{ChatReply, FakeOpenAi};
-use voxgate_testkit::{Heard, LiveCaller, LiveCallerOptions, connect, espeak, send_text};
+use voxgate_testkit::{
+    CALLER_QUESTIONS, Heard, LiveCaller, LiveCallerOptions, connect, espeak, send_text,
+};
 
-const QUESTIONS: [&str; 6] = [
-    "What time do you open tomorrow?",
-    "Can I book a table for two people?",
-    "Do you have any vegetarian dishes?",
-    "How much does the lunch menu cost?",
-    "Is there parking near the restaurant?",
-    "Thank you, that is all for today.",
-];
 /// Turns of the voice-to-voice call: the questions, asked twice.
-const TURNS: usize = 2 * QUESTIONS.len();
+const TURNS: usize = 2 * CALLER_QUESTIONS.len();
 const LONG_QUESTION: &str = "Please tell me a long story about the sea.";
 const INTERRUPTION: &str = "Wait, stop, I have another question.";
 const BARGE_INS: usize = 8;
@@ -148,7 +142,7 @@ async fn voice_to_voice(addr: std::net::SocketAddr) {
     caller.wait_playing(true, WAIT).await;
     caller.wait_agent_done(AGENT_DONE_QUIET, WAIT).await;
     let mut measured = Vec::new();
-    for question in QUESTIONS.iter().cycle().take(TURNS) {
+    for question in CALLER_QUESTIONS.iter().cycle().take(TURNS) {
         let speech = speak(question);
         let speech_len = Duration::from_micros(speech.len() as u64 * 125);
         let said = Instant::now();
@@ -290,7 +284,7 @@ async fn cloud_fakes() -> (AgentConfig, (FakeDeepgram, FakeOpenAi, FakeElevenLab
     let deepgram = FakeDeepgram::start(FakeDeepgramOptions::default()).await;
     let openai = FakeOpenAi::start().await;
     let elevenlabs = FakeElevenLabs::start(FakeElevenLabsOptions::default()).await;
-    for question in QUESTIONS.iter().cycle().take(TURNS) {
+    for question in CALLER_QUESTIONS.iter().cycle().take(TURNS) {
         deepgram.say(question);
     }
     for _ in 0..BARGE_INS {
