@@ -88,10 +88,7 @@ impl Default for WhisperConfig {
             // dither. Whisper invents text ("Thank you.") for silence, so
             // such input is answered without running the model.
             silence_rms: 0.001,
-            window: EncoderWindow::Fitted {
-                padding: Duration::from_secs(2),
-                min: Duration::from_secs(5),
-            },
+            window: EncoderWindow::Full,
         }
     }
 }
@@ -119,11 +116,13 @@ impl WhisperConfig {
         self
     }
 
-    /// How much audio the encoder sees (default: fitted, 2 s of padding, at
-    /// least 5 s). Measured by `cargo bench -p voxgate-providers --bench
-    /// stt` on phone-quality speech: a fitted window is 3-4x faster than
-    /// the full 30 s and as accurate; without a minimum, short utterances
-    /// make the model repeat itself.
+    /// How much audio the encoder sees (default [`EncoderWindow::Full`]).
+    /// `cargo bench -p voxgate-providers --bench stt` weighs the choice on
+    /// phone-quality speech: a fitted window (2 s of padding, at least 5 s)
+    /// is 3-4x faster, but hears some sentences worse depending on where
+    /// they sit in it ("What is the capital of France?" came out as "...
+    /// capital and friends?" at 42 of 48 offsets, never in the full
+    /// window); without a minimum, short turns make the model loop.
     pub fn with_window(mut self, window: EncoderWindow) -> Self {
         self.window = window;
         self
@@ -136,8 +135,8 @@ impl WhisperConfig {
 /// run). Each [`TranscribeUtterance::transcribe`] runs on Tokio's blocking pool
 /// (so it must be called inside a Tokio runtime). Its cost follows the
 /// encoder's window ([`WhisperConfig::with_window`]): on 2 idle cores with
-/// AVX-512 and int8, about 0.2 s for a turn of a few seconds in the default
-/// fitted window, 0.7 s in the full 30 s one (1 thread: ~1.8x more; AVX2
+/// AVX-512 and int8, about 0.7 s in the default full 30 s window, 0.2 s for
+/// a turn of a few seconds in a fitted one (1 thread: ~1.8x more; AVX2
 /// only: ~2x more). Calls that overlap are queued by CTranslate2. Silence
 /// costs nothing.
 #[derive(Clone)]
