@@ -173,6 +173,46 @@ async fn the_next_turn_reuses_the_cached_conversation() {
     assert!(third_cost > 5, "{third_cost}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_messages_leave_the_cache_without_the_rest_being_read_again() {
+    let llm = load(LlamaConfig::default().with_slots(1));
+    let system = message(Role::System, "You are a short, helpful assistant.");
+    let mut history = Vec::new();
+    for i in 0..6 {
+        history.push(message(
+            Role::User,
+            &format!("Tell me fact {i} about the sea."),
+        ));
+        history.push(message(
+            Role::Assistant,
+            &format!("Fact {i}: the sea covers most of the planet and is very deep in places."),
+        ));
+    }
+    history.push(message(Role::User, "One more fact, please."));
+    let first: Vec<ChatMessage> = std::iter::once(system.clone())
+        .chain(history.iter().cloned())
+        .collect();
+    let reply = collect(&llm, first).await.concat();
+    let first_cost = llm.evaluated_prompt_tokens();
+
+    // The next turn drops the two oldest exchanges, as the engine does when
+    // the history is full, and adds one.
+    history.push(message(Role::Assistant, reply.trim()));
+    history.push(message(Role::User, "Thank you."));
+    let next: Vec<ChatMessage> = std::iter::once(system)
+        .chain(history[4..].iter().cloned())
+        .collect();
+    let answer = collect(&llm, next).await.concat();
+    assert!(!answer.trim().is_empty());
+    let next_cost = llm.evaluated_prompt_tokens() - first_cost;
+    // Read again from the system prompt on, it would cost most of the
+    // first prompt.
+    assert!(
+        next_cost < first_cost / 3,
+        "the next prompt evaluated {next_cost} tokens, the first {first_cost}"
+    );
+}
+
 /// The local model streams text only.
 fn text_of(chunk: LlmChunk) -> String {
     match chunk {

@@ -148,7 +148,10 @@ impl LlamaConfig {
 /// cache, ~50 MiB for SmolLM2 at 2048 tokens) that outlives the reply: a
 /// conversation's next prompt starts with the previous one, so only the
 /// tokens after the longest common prefix are evaluated, and a reply goes
-/// to the free slot that shares the most with it. Pieces are whole UTF-8
+/// to the free slot that shares the most with it. Messages dropped from the
+/// start of a conversation are cut out of the cache and what followed them
+/// is shifted down (llama.cpp's context shift), not evaluated again. Pieces
+/// are whole UTF-8
 /// text: a character split across tokens is sent once complete.
 ///
 /// Costs on a 2-core x86-64 box with SmolLM2-135M Q4_1 (llama.cpp built
@@ -433,12 +436,21 @@ impl Inner {
         };
         // Keep the longest common prefix, but evaluate at least the last
         // prompt token: its logits start the reply.
-        let keep = tokens
-            .iter()
-            .zip(&prompt)
-            .take_while(|(a, b)| a == b)
-            .count()
-            .min(prompt.len() - 1);
+        let mut keep = common_prefix(tokens, &prompt);
+        // Old messages left the conversation: cut them out of the cache and
+        // shift what followed them down, instead of reading it all again.
+        if let Some(gap) = dropped_span(tokens, &prompt, keep) {
+            let (start, end) = (u32::try_from(keep), u32::try_from(keep + gap));
+            let shift = i32::try_from(gap);
+            if let (Ok(start), Ok(end), Ok(shift)) = (start, end, shift)
+                && ctx.kv_cache_seq_rm(0, Some(start), Some(end)).is_ok()
+                && ctx.kv_cache_seq_add(0, Some(end), None, -shift).is_ok()
+            {
+                tokens.drain(keep..keep + gap);
+                keep = common_prefix(tokens, &prompt);
+            }
+        }
+        let keep = keep.min(prompt.len() - 1);
         let trimmed = ctx
             .clear_kv_cache_seq(Some(0), Some(u32::try_from(keep).unwrap_or(0)), None)
             .unwrap_or(false);
@@ -606,9 +618,62 @@ impl Utf8Stream {
     }
 }
 
+/// How many tokens `cached` and `prompt` share from the start.
+fn common_prefix(cached: &[LlamaToken], prompt: &[LlamaToken]) -> usize {
+    cached
+        .iter()
+        .zip(prompt)
+        .take_while(|(a, b)| a == b)
+        .count()
+}
+
+/// The fewest cached tokens after the first `keep` whose removal makes the
+/// cache go on as `prompt` does for at least [`MIN_SHIFTED_TOKENS`]: the
+/// messages a conversation dropped from its start.
+fn dropped_span(cached: &[LlamaToken], prompt: &[LlamaToken], keep: usize) -> Option<usize> {
+    let wanted = prompt.get(keep..keep + MIN_SHIFTED_TOKENS)?;
+    (1..cached.len().saturating_sub(keep)).find(|gap| {
+        cached
+            .get(keep + gap..keep + gap + MIN_SHIFTED_TOKENS)
+            .is_some_and(|run| run == wanted)
+    })
+}
+
+/// Tokens that must follow a dropped span for shifting the cache to be
+/// worth it (and for the match to be the conversation, not chance).
+const MIN_SHIFTED_TOKENS: usize = 32;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tokens(ids: impl IntoIterator<Item = i32>) -> Vec<LlamaToken> {
+        ids.into_iter().map(LlamaToken::new).collect()
+    }
+
+    #[test]
+    fn a_dropped_span_is_found_where_the_cache_goes_on_as_the_prompt() {
+        // System prompt 0..10, old messages 100..150, the rest 200..260.
+        let cached = tokens((0..10).chain(100..150).chain(200..260));
+        let prompt = tokens((0..10).chain(200..270));
+        let keep = common_prefix(&cached, &prompt);
+        assert_eq!(keep, 10);
+        assert_eq!(dropped_span(&cached, &prompt, keep), Some(50));
+    }
+
+    #[test]
+    fn no_span_without_enough_matching_tokens_after_it() {
+        let prompt = tokens((0..10).chain(200..270));
+        // What follows the gap matches for fewer than MIN_SHIFTED_TOKENS.
+        let short = tokens((0..10).chain(100..150).chain(200..220));
+        assert_eq!(dropped_span(&short, &prompt, 10), None);
+        // Another conversation altogether.
+        let other = tokens((0..10).chain(300..400));
+        assert_eq!(dropped_span(&other, &prompt, 10), None);
+        // A prompt that goes on from the cache: nothing to drop.
+        let continued = tokens(0..40);
+        assert_eq!(dropped_span(&continued, &tokens(0..80), 40), None);
+    }
 
     fn feed(chunks: &[&[u8]]) -> Vec<String> {
         let mut stream = Utf8Stream::default();
