@@ -314,12 +314,7 @@ fn load_local(paths: &ModelPaths, needs: Needs) -> anyhow::Result<LocalModels> {
             LlamaLlm::load(
                 LlamaRuntime::init().context("llama.cpp")?,
                 paths.smollm2_gguf()?,
-                // One thread generates (still far faster than speech), so
-                // Piper has a core for the first sentence while the rest
-                // is written; both read the prompt, when nothing else runs.
-                LlamaConfig::default()
-                    .with_threads(1)
-                    .with_prompt_threads(2),
+                LlamaConfig::default(),
             )
             .context("SmolLM2")
         })

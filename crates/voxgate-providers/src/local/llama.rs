@@ -52,7 +52,6 @@ impl LlamaRuntime {
 pub struct LlamaConfig {
     n_ctx: u32,
     threads: i32,
-    prompt_threads: i32,
     max_tokens: usize,
     temperature: f32,
     top_k: i32,
@@ -67,7 +66,6 @@ impl Default for LlamaConfig {
         LlamaConfig {
             n_ctx: 2048,
             threads: 2,
-            prompt_threads: 2,
             max_tokens: 120,
             temperature: 0.7,
             top_k: 40,
@@ -87,19 +85,10 @@ impl LlamaConfig {
         self
     }
 
-    /// Threads that generate a reply's tokens (default 2). Prefer 1 where
-    /// other models share the cores while a reply is generated (see
-    /// [`LlamaLlm`]).
+    /// Threads per reply (default 2). Prefer 1 where other models share
+    /// the cores while a reply is generated (see [`LlamaLlm`]).
     pub fn with_threads(mut self, threads: i32) -> Self {
         self.threads = threads.max(1);
-        self
-    }
-
-    /// Threads that read the prompt (default 2). The prompt is read before
-    /// anything else of the reply can run, so it may take every core even
-    /// where generation takes fewer.
-    pub fn with_prompt_threads(mut self, threads: i32) -> Self {
-        self.prompt_threads = threads.max(1);
         self
     }
 
@@ -527,7 +516,7 @@ impl Inner {
             .with_n_ctx(NonZeroU32::new(config.n_ctx))
             .with_n_batch(config.n_ctx)
             .with_n_threads(config.threads)
-            .with_n_threads_batch(config.prompt_threads);
+            .with_n_threads_batch(config.threads);
         // A poisoned lock guards nothing (the data is `()`); go on.
         let _guard = self
             .new_context
