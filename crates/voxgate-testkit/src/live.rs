@@ -141,6 +141,11 @@ impl LiveCaller {
             .is_ok_and(|r| r.is_ok())
     }
 
+    /// Forgets what the caller noticed until nothing arrives for `quiet`.
+    pub async fn drain(&mut self, quiet: Duration) {
+        while self.next_heard(quiet).await.is_some() {}
+    }
+
     /// Whether agent audio is playing now.
     pub fn is_playing(&self) -> bool {
         *self.playing.borrow()
@@ -156,7 +161,7 @@ impl LiveCaller {
             if !self.wait_playing(false, left).await {
                 return false;
             }
-            while self.next_heard(quiet).await.is_some() {}
+            self.drain(quiet).await;
             if !self.is_playing() {
                 return true;
             }

@@ -86,11 +86,6 @@ fn rss_mib() -> f64 {
     pages * 4096.0 / (1024.0 * 1024.0)
 }
 
-/// Drains what the caller noticed until nothing arrives for `quiet`.
-async fn drain(caller: &mut LiveCaller, quiet: Duration) {
-    while caller.next_heard(quiet).await.is_some() {}
-}
-
 /// Waits for the first agent audio; returns when it arrived.
 async fn first_audio(caller: &mut LiveCaller) -> Option<Instant> {
     loop {
@@ -208,7 +203,7 @@ async fn barge_in(addr: std::net::SocketAddr) {
             continue;
         }
         tokio::time::sleep(Duration::from_millis(400)).await;
-        drain(&mut caller, Duration::from_millis(10)).await;
+        caller.drain(Duration::from_millis(10)).await;
         let started = Instant::now();
         caller.say(interruption.clone());
         loop {

@@ -119,7 +119,7 @@ impl WhisperConfig {
     /// How much audio the encoder sees (default [`EncoderWindow::Full`]).
     /// `cargo bench -p voxgate-providers --bench stt` weighs the choice on
     /// phone-quality speech: a fitted window (2 s of padding, at least 5 s)
-    /// is 3-4x faster, but hears some sentences worse depending on where
+    /// is about 4x faster at the same word error rate, but hears some sentences worse depending on where
     /// they sit in it ("What is the capital of France?" came out as "...
     /// capital and friends?" at 42 of 48 offsets, never in the full
     /// window); without a minimum, short turns make the model loop.
