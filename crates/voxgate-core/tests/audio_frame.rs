@@ -5,18 +5,14 @@ use std::num::NonZeroUsize;
 use proptest::prelude::*;
 use voxgate_core::audio::{Framer, SampleRate};
 
+mod chunked;
+
 /// Pushes `input` in pieces of the given sizes (cycled, 0 allowed) and
 /// collects every frame popped along the way.
-fn frame_in_chunks(framer: &mut Framer, input: &[i16], chunks: &[usize]) -> Vec<Vec<i16>> {
+fn frame_in_chunks(framer: &mut Framer, input: &[i16], sizes: &[usize]) -> Vec<Vec<i16>> {
     let mut frames = Vec::new();
-    let mut rest = input;
-    for &size in chunks.iter().cycle() {
-        if rest.is_empty() {
-            break;
-        }
-        let (head, tail) = rest.split_at(size.min(rest.len()));
-        framer.push(head);
-        rest = tail;
+    for piece in chunked::pieces(input, sizes) {
+        framer.push(piece);
         while let Some(frame) = framer.pop_frame() {
             frames.push(frame.to_vec());
         }
@@ -64,16 +60,30 @@ fn clear_drops_everything() {
     assert_eq!(framer.pop_frame(), Some(&[2; 160][..]));
 }
 
+#[test]
+fn zero_sized_pieces_still_reach_the_end() {
+    let input: Vec<i16> = (0..500).collect();
+    let mut framer = Framer::new(SampleRate::HZ_8000);
+    let frames = frame_in_chunks(&mut framer, &input, &[0, 0, 7, 0]);
+    assert_eq!(frames.len(), 3);
+    assert_eq!(framer.remainder(), &input[480..]);
+}
+
 proptest! {
+    #[test]
+    fn piece_sizes_always_make_progress(sizes in chunked::piece_sizes(700, 20)) {
+        prop_assert!(sizes.iter().any(|&size| size > 0));
+    }
+
     #[test]
     fn frames_plus_remainder_reassemble_the_input(
         input in prop::collection::vec(any::<i16>(), 0..3000),
-        chunks in prop::collection::vec(0usize..700, 1..20),
+        sizes in chunked::piece_sizes(700, 20),
         frame_len in 1usize..400,
     ) {
         let frame_len = NonZeroUsize::new(frame_len).expect("strategy starts at 1");
         let mut framer = Framer::with_frame_len(frame_len);
-        let frames = frame_in_chunks(&mut framer, &input, &chunks);
+        let frames = frame_in_chunks(&mut framer, &input, &sizes);
         prop_assert!(frames.iter().all(|f| f.len() == frame_len.get()));
         prop_assert_eq!(frames.len(), input.len() / frame_len.get());
         prop_assert!(framer.remainder().len() < frame_len.get());

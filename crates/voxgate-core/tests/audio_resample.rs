@@ -6,6 +6,8 @@ use std::f64::consts::PI;
 use proptest::prelude::*;
 use voxgate_core::audio::{AudioError, Resampler, SampleRate};
 
+mod chunked;
+
 /// `seconds` of a sine at `hz` and `amplitude`, sampled at `rate`.
 fn sine(rate: SampleRate, hz: f64, amplitude: f64, seconds: f64) -> Vec<i16> {
     let n = (f64::from(rate.hz()) * seconds) as usize;
@@ -255,22 +257,16 @@ proptest! {
     fn chunking_does_not_change_the_output(
         (from, to) in rate_pair(),
         input in prop::collection::vec(any::<i16>(), 0..5000),
-        chunks in prop::collection::vec(0usize..1500, 1..12),
+        sizes in chunked::piece_sizes(1500, 12),
     ) {
         let whole = resample(from, to, &input);
 
         let mut r = Resampler::new(from, to).expect("supported rates");
         let mut pieces = Vec::new();
-        let mut rest = &input[..];
         let mut taken = 0u64;
-        for &size in chunks.iter().cycle() {
-            if rest.is_empty() {
-                break;
-            }
-            let (head, tail) = rest.split_at(size.min(rest.len()));
-            r.process(head, &mut pieces);
-            rest = tail;
-            taken += head.len() as u64;
+        for piece in chunked::pieces(&input, &sizes) {
+            r.process(piece, &mut pieces);
+            taken += piece.len() as u64;
             // Never ahead of the input, never behind by more than the
             // documented latency.
             let owed = (taken * u64::from(to.hz())).div_ceil(u64::from(from.hz()));
