@@ -502,6 +502,16 @@ struct SttRequest {
     text: Option<String>,
 }
 
+/// A turn whose end was decided, waiting for its transcript.
+#[derive(Debug)]
+struct EndedTurn {
+    turn: TurnId,
+    attempt: u32,
+    timings: Timings,
+    /// The transcript, when it came back before an earlier turn's.
+    text: Option<String>,
+}
+
 /// Waiting to decide that the caller finished.
 #[derive(Debug)]
 struct Endpointing {
@@ -596,9 +606,10 @@ pub struct CallEngine {
     recent_audio: VecDeque<i16>,
     utterance: Option<Utterance>,
     endpointing: Option<Endpointing>,
-    /// Turn whose transcript is awaited, with its timings.
-    transcribing: Option<(TurnId, Timings)>,
-    /// The latest transcription asked for.
+    /// Ended turns awaiting their transcripts, oldest first: the caller
+    /// may speak again before a transcript comes back.
+    transcribing: VecDeque<EndedTurn>,
+    /// The latest transcription asked for the utterance under way.
     stt_request: Option<SttRequest>,
     /// The last transcription attempt number used.
     next_attempt: u32,
@@ -629,7 +640,7 @@ impl CallEngine {
             recent_audio: VecDeque::new(),
             utterance: None,
             endpointing: None,
-            transcribing: None,
+            transcribing: VecDeque::new(),
             stt_request: None,
             next_attempt: 0,
             unanswered: Vec::new(),
@@ -1338,25 +1349,22 @@ impl CallEngine {
         let Some(e) = self.endpointing.take() else {
             return;
         };
-        let covered = self.transcript_covers(e.silence_since);
-        if !covered {
+        if !self.transcript_covers(e.silence_since) {
             self.request_transcript(e.silence_since);
         }
-        let Some(u) = self.utterance.take() else {
+        let (Some(u), Some(request)) = (self.utterance.take(), self.stt_request.take()) else {
             return;
         };
         let mut timings = Timings::new(u.started, e.silence_since);
         timings.end_of_turn = Some(now);
-        self.transcribing = Some((u.turn, timings));
-        if !covered {
-            return;
-        }
-        let ready = self.stt_request.as_mut().and_then(|r| {
-            let text = r.text.take()?;
-            Some((r.attempt, text))
+        self.transcribing.push_back(EndedTurn {
+            turn: u.turn,
+            attempt: request.attempt,
+            timings,
+            text: None,
         });
-        if let Some((attempt, text)) = ready {
-            self.stt_final(now, u.turn, attempt, text);
+        if let Some(text) = request.text {
+            self.stt_final(now, u.turn, request.attempt, text);
         }
     }
 
@@ -1392,6 +1400,20 @@ impl CallEngine {
     }
 
     fn stt_final(&mut self, now: Instant, turn: TurnId, attempt: u32, text: String) {
+        if let Some(ended) = self
+            .transcribing
+            .iter_mut()
+            .find(|t| t.turn == turn && t.attempt == attempt)
+        {
+            ended.text = Some(text);
+            // Turns are answered in the order they were spoken.
+            while let Some(text) = self.transcribing.front_mut().and_then(|t| t.text.take()) {
+                if let Some(ended) = self.transcribing.pop_front() {
+                    self.turn_transcribed(now, ended.turn, ended.timings, text);
+                }
+            }
+            return;
+        }
         let Some(request) = self
             .stt_request
             .as_mut()
@@ -1399,37 +1421,34 @@ impl CallEngine {
         else {
             return;
         };
-        if self.transcribing.as_ref().is_none_or(|(t, _)| *t != turn) {
-            // Early: kept until the end of the turn is decided, and shown
-            // meanwhile as the caller's words so far.
-            let partial = text.trim().to_owned();
-            request.text = Some(text);
-            if let Some(u) = self.utterance.as_ref().filter(|u| u.turn == turn)
-                && !partial.is_empty()
-            {
-                let started = u.started;
-                self.event(EngineEvent::Transcript {
-                    turn: turn.0,
-                    role: Role::User,
-                    text: partial,
-                    is_final: false,
-                    started,
-                    ended: now,
-                });
-            }
-            return;
+        // Early: kept until the end of the turn is decided, and shown
+        // meanwhile as the caller's words so far.
+        let partial = text.trim().to_owned();
+        request.text = Some(text);
+        if let Some(u) = self.utterance.as_ref().filter(|u| u.turn == turn)
+            && !partial.is_empty()
+        {
+            let started = u.started;
+            self.event(EngineEvent::Transcript {
+                turn: turn.0,
+                role: Role::User,
+                text: partial,
+                is_final: false,
+                started,
+                ended: now,
+            });
         }
-        self.stt_request = None;
-        let Some((_, mut timings)) = self.transcribing.take_if(|(t, _)| *t == turn) else {
-            return;
-        };
+    }
+
+    /// An ended turn's transcript, once every earlier turn's is in.
+    fn turn_transcribed(&mut self, now: Instant, turn: TurnId, mut timings: Timings, text: String) {
         timings.stt_final = Some(now);
         let text = text.trim().to_owned();
         if text.is_empty() || is_filler(&text) {
             // Nothing was said: noise, or a cough after an interruption.
             if self.reply.is_some() {
                 self.resume_reply(now);
-            } else if self.utterance.is_none() {
+            } else if self.utterance.is_none() && self.transcribing.is_empty() {
                 self.idle_since = Some(now);
             }
             return;
@@ -1450,8 +1469,8 @@ impl CallEngine {
             ended: timings.caller_stopped,
         });
         self.unanswered.push(text);
-        if self.utterance.is_some() {
-            // Still talking: answer once they finish.
+        if self.utterance.is_some() || !self.transcribing.is_empty() {
+            // Still talking, or more words to come: answer them together.
             return;
         }
         let words = std::mem::take(&mut self.unanswered);
@@ -1548,7 +1567,7 @@ impl CallEngine {
     fn clear_turn_state(&mut self) {
         self.utterance = None;
         self.endpointing = None;
-        self.transcribing = None;
+        self.transcribing.clear();
         self.stt_request = None;
         self.interruption = None;
         self.idle_since = None;

@@ -5,7 +5,7 @@ use proptest::prelude::*;
 
 /// Piece sizes below `max`, zero allowed, with at least one non-zero size so
 /// that cycling through them always reaches the end of the input.
-pub fn piece_sizes(max: usize, count: usize) -> impl Strategy<Value = Vec<usize>> {
+pub(crate) fn piece_sizes(max: usize, count: usize) -> impl Strategy<Value = Vec<usize>> {
     (
         1..max,
         prop::collection::vec(0..max, 0..count),
@@ -19,7 +19,10 @@ pub fn piece_sizes(max: usize, count: usize) -> impl Strategy<Value = Vec<usize>
 }
 
 /// `input` cut into consecutive pieces, cycling through `sizes`.
-pub fn pieces<'a, T>(input: &'a [T], sizes: &'a [usize]) -> impl Iterator<Item = &'a [T]> + 'a {
+pub(crate) fn pieces<'a, T>(
+    input: &'a [T],
+    sizes: &'a [usize],
+) -> impl Iterator<Item = &'a [T]> + 'a {
     assert!(
         sizes.iter().any(|&size| size > 0),
         "piece sizes must not all be zero"

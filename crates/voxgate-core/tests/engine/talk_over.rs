@@ -47,3 +47,61 @@ fn the_agent_never_starts_talking_over_the_caller() {
     );
     assert_eq!(sim.count(|o| matches!(o, Output::CancelLlm { .. })), 1);
 }
+
+#[test]
+fn words_said_while_the_last_turn_is_transcribed_join_it() {
+    let mut sim = Sim::answered(
+        Persona::default(),
+        Fakes {
+            transcripts: ["I want to book a table", "for two."]
+                .map(String::from)
+                .into(),
+            replies: ["A table for two, booked."].map(String::from).into(),
+            // Transcription is slow: the caller's first words are still
+            // being transcribed when their next words pause and end.
+            stt_latency: Duration::from_millis(1500),
+            ..Fakes::default()
+        },
+    );
+    sim.run(Duration::from_millis(1000), Caller::Speaking);
+    sim.run(Duration::from_millis(700), Caller::Silent);
+    sim.run(Duration::from_millis(400), Caller::Speaking);
+    sim.run(Duration::from_secs(6), Caller::Silent);
+
+    let prompts = sim.prompts();
+    assert_eq!(prompts.len(), 1, "one answer to both pieces");
+    assert_eq!(
+        prompts[0].last().map(|m| (m.role, m.content.as_str())),
+        Some((Role::User, "I want to book a table for two."))
+    );
+}
+
+#[test]
+fn turns_transcribed_out_of_order_are_answered_in_the_order_spoken() {
+    let mut sim = Sim::answered(
+        Persona::default(),
+        Fakes {
+            transcripts: ["I want to book a table", "for two."]
+                .map(String::from)
+                .into(),
+            replies: ["A table for two, booked."].map(String::from).into(),
+            stt_latency: Duration::from_millis(2500),
+            ..Fakes::default()
+        },
+    );
+    sim.run(Duration::from_millis(1000), Caller::Speaking);
+    sim.run(Duration::from_millis(700), Caller::Silent);
+    // The second piece's transcript comes back long before the first's.
+    sim.fakes.stt_latency = Duration::from_millis(200);
+    sim.run(Duration::from_millis(400), Caller::Speaking);
+    sim.run(Duration::from_millis(1000), Caller::Silent);
+    assert!(sim.prompts().is_empty(), "waits for the first piece");
+    sim.run(Duration::from_secs(5), Caller::Silent);
+
+    let prompts = sim.prompts();
+    assert_eq!(prompts.len(), 1);
+    assert_eq!(
+        prompts[0].last().map(|m| (m.role, m.content.as_str())),
+        Some((Role::User, "I want to book a table for two."))
+    );
+}
