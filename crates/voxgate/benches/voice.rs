@@ -97,17 +97,26 @@ async fn first_audio(caller: &mut LiveCaller) -> Option<Instant> {
     }
 }
 
-/// Collects the callers' turn metrics (the greetings' aside) from a
-/// monitor until told to stop. The monitor reads all along, so it answers
-/// the server's pings and outlives its idle timeout however long the call.
-async fn watch_turn_metrics(
+/// What a monitor saw of the calls.
+#[derive(Default)]
+struct Watched {
+    /// Turn metrics, the greetings' aside.
+    metrics: Vec<Value>,
+    /// Final transcripts, in order, as (role, text).
+    transcripts: Vec<(String, String)>,
+}
+
+/// Collects the calls' turn metrics and final transcripts from a monitor
+/// until told to stop. The monitor reads all along, so it answers the
+/// server's pings and outlives its idle timeout however long the call.
+async fn watch_calls(
     addr: std::net::SocketAddr,
-) -> (oneshot::Sender<()>, tokio::task::JoinHandle<Vec<Value>>) {
+) -> (oneshot::Sender<()>, tokio::task::JoinHandle<Watched>) {
     let mut monitor = connect(addr, "/events").await;
     send_text(&mut monitor, r#"{"type":"subscribe","call_id":"*"}"#).await;
     let (stop, mut stopped) = oneshot::channel();
-    let metrics = tokio::spawn(async move {
-        let mut metrics = Vec::new();
+    let watched = tokio::spawn(async move {
+        let mut watched = Watched::default();
         loop {
             let message = tokio::select! {
                 _ = &mut stopped => break,
@@ -123,16 +132,19 @@ async fn watch_turn_metrics(
                 continue;
             };
             if event["type"] == "turn.metrics" && event["turn"] != 0 {
-                metrics.push(event);
+                watched.metrics.push(event);
+            } else if event["type"] == "transcript" && event["final"] == true {
+                let field = |name: &str| event[name].as_str().unwrap_or_default().to_owned();
+                watched.transcripts.push((field("role"), field("text")));
             }
         }
-        metrics
+        watched
     });
-    (stop, metrics)
+    (stop, watched)
 }
 
 async fn voice_to_voice(addr: std::net::SocketAddr) {
-    let (stop_monitor, turn_metrics) = watch_turn_metrics(addr).await;
+    let (stop_monitor, watched) = watch_calls(addr).await;
     let mut caller = LiveCaller::dial(addr, "benchturns01", LiveCallerOptions::default()).await;
     caller.wait_playing(true, WAIT).await;
     caller.wait_agent_done(AGENT_DONE_QUIET, WAIT).await;
@@ -155,7 +167,10 @@ async fn voice_to_voice(addr: std::net::SocketAddr) {
     caller.hang_up().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let _ = stop_monitor.send(());
-    let turn_metrics = turn_metrics.await.unwrap_or_default();
+    let Watched {
+        metrics: turn_metrics,
+        transcripts,
+    } = watched.await.unwrap_or_default();
     println!(
         "voice to voice (caller's last sound → first agent audio at the caller), {} turns: p50 {:.0} ms, p90 {:.0} ms",
         measured.len(),
@@ -182,6 +197,10 @@ async fn voice_to_voice(addr: std::net::SocketAddr) {
         format!("{:>20.0}", percentile(&values, 50.0))
     });
     println!("    {:>5} {}", "p50", p50.join(""));
+    println!("  what was said (final transcripts):");
+    for (role, text) in transcripts {
+        println!("    {role:>9}: {text}");
+    }
 }
 
 async fn barge_in(addr: std::net::SocketAddr) {
