@@ -58,7 +58,9 @@ fn main() {
         ("30 s (full)", EncoderWindow::Full),
         ("fitted +1 s", fitted(1_000, 0)),
         ("fitted +2 s, min 5 s", fitted(2_000, 5_000)),
-        ("fitted +2 s, min 10 s", fitted(2_000, 10_000)),
+        ("fitted +2 s, min 10 s (default)", EncoderWindow::DEFAULT),
+        ("fitted +2 s, min 15 s", fitted(2_000, 15_000)),
+        ("fitted +2 s, min 20 s", fitted(2_000, 20_000)),
     ];
     println!("| window | median time | WER | exact |\n| --- | --- | --- | --- |");
     for (name, window) in windows {

@@ -12,7 +12,10 @@ use common::{Serving, temp_dir, voxgate};
 use voxgate_core::audio::{SampleRate, parse_wav};
 use voxgate_testkit::{LiveCaller, LiveCallerOptions, connect, espeak, next_json, send_text};
 
-const SENTENCE: &str = "What is the capital of France?";
+/// A sentence Whisper tiny.en hears right at all 4 offsets of `cargo bench
+/// -p voxgate-providers --bench stt` in its default window ("What is the
+/// capital of France?" comes out as "capital and friends" at 3 of them).
+const SENTENCE: &str = "Is there parking near the restaurant?";
 
 fn loud(samples: &[i16]) -> usize {
     samples.iter().filter(|s| s.abs() > 1000).count()
@@ -59,7 +62,7 @@ async fn the_local_agent_hears_and_answers_a_caller() {
     }
     let heard_words = heard_words.unwrap_or_default();
     assert!(
-        heard_words.contains("capital") && heard_words.contains("france"),
+        heard_words.contains("parking") && heard_words.contains("restaurant"),
         "transcript: {heard_words:?}"
     );
     let answer = answer.unwrap_or_default();
