@@ -48,8 +48,10 @@ fn the_agent_never_starts_talking_over_the_caller() {
     assert_eq!(sim.count(|o| matches!(o, Output::CancelLlm { .. })), 1);
 }
 
-#[test]
-fn words_said_while_the_last_turn_is_transcribed_join_it() {
+/// A caller who says "I want to book a table", pauses long enough to end
+/// the turn, then adds "for two.", with the first piece's transcript taking
+/// `first_stt` and the second's `second_stt`.
+fn two_pieces(first_stt: Duration, second_stt: Duration) -> Sim {
     let mut sim = Sim::answered(
         Persona::default(),
         Fakes {
@@ -57,17 +59,18 @@ fn words_said_while_the_last_turn_is_transcribed_join_it() {
                 .map(String::from)
                 .into(),
             replies: ["A table for two, booked."].map(String::from).into(),
-            // Transcription is slow: the caller's first words are still
-            // being transcribed when their next words pause and end.
-            stt_latency: Duration::from_millis(1500),
+            stt_latency: first_stt,
             ..Fakes::default()
         },
     );
     sim.run(Duration::from_millis(1000), Caller::Speaking);
     sim.run(Duration::from_millis(700), Caller::Silent);
+    sim.fakes.stt_latency = second_stt;
     sim.run(Duration::from_millis(400), Caller::Speaking);
-    sim.run(Duration::from_secs(6), Caller::Silent);
+    sim
+}
 
+fn assert_one_answer_to_both_pieces(sim: &Sim) {
     let prompts = sim.prompts();
     assert_eq!(prompts.len(), 1, "one answer to both pieces");
     assert_eq!(
@@ -77,31 +80,21 @@ fn words_said_while_the_last_turn_is_transcribed_join_it() {
 }
 
 #[test]
+fn words_said_while_the_last_turn_is_transcribed_join_it() {
+    // Transcription is slow: the first piece is still being transcribed
+    // when the second pauses and ends.
+    let slow = Duration::from_millis(1500);
+    let mut sim = two_pieces(slow, slow);
+    sim.run(Duration::from_secs(6), Caller::Silent);
+    assert_one_answer_to_both_pieces(&sim);
+}
+
+#[test]
 fn turns_transcribed_out_of_order_are_answered_in_the_order_spoken() {
-    let mut sim = Sim::answered(
-        Persona::default(),
-        Fakes {
-            transcripts: ["I want to book a table", "for two."]
-                .map(String::from)
-                .into(),
-            replies: ["A table for two, booked."].map(String::from).into(),
-            stt_latency: Duration::from_millis(2500),
-            ..Fakes::default()
-        },
-    );
-    sim.run(Duration::from_millis(1000), Caller::Speaking);
-    sim.run(Duration::from_millis(700), Caller::Silent);
     // The second piece's transcript comes back long before the first's.
-    sim.fakes.stt_latency = Duration::from_millis(200);
-    sim.run(Duration::from_millis(400), Caller::Speaking);
+    let mut sim = two_pieces(Duration::from_millis(2500), Duration::from_millis(200));
     sim.run(Duration::from_millis(1000), Caller::Silent);
     assert!(sim.prompts().is_empty(), "waits for the first piece");
     sim.run(Duration::from_secs(5), Caller::Silent);
-
-    let prompts = sim.prompts();
-    assert_eq!(prompts.len(), 1);
-    assert_eq!(
-        prompts[0].last().map(|m| (m.role, m.content.as_str())),
-        Some((Role::User, "I want to book a table for two."))
-    );
+    assert_one_answer_to_both_pieces(&sim);
 }
