@@ -1448,27 +1448,33 @@ impl CallEngine {
             // Nothing was said: noise, or a cough after an interruption.
             if self.reply.is_some() {
                 self.resume_reply(now);
-            } else if self.utterance.is_none() && self.transcribing.is_empty() {
-                self.idle_since = Some(now);
+                return;
             }
-            return;
-        }
-        if let Some(interruption) = self.interruption.take() {
-            self.commit_interruption(interruption);
+            if self.unanswered.is_empty() {
+                if self.utterance.is_none() && self.transcribing.is_empty() {
+                    self.idle_since = Some(now);
+                }
+                return;
+            }
+            // Words whose reply the noise cancelled are still owed one.
         } else {
-            // The caller talked over a reply that had not reached them yet:
-            // answer what they said instead.
-            self.cancel_reply();
+            if let Some(interruption) = self.interruption.take() {
+                self.commit_interruption(interruption);
+            } else {
+                // The caller talked over a reply that had not reached them
+                // yet: answer what they said instead.
+                self.cancel_reply();
+            }
+            self.event(EngineEvent::Transcript {
+                turn: turn.0,
+                role: Role::User,
+                text: text.clone(),
+                is_final: true,
+                started: timings.caller_started,
+                ended: timings.caller_stopped,
+            });
+            self.unanswered.push(text);
         }
-        self.event(EngineEvent::Transcript {
-            turn: turn.0,
-            role: Role::User,
-            text: text.clone(),
-            is_final: true,
-            started: timings.caller_started,
-            ended: timings.caller_stopped,
-        });
-        self.unanswered.push(text);
         if self.utterance.is_some() || !self.transcribing.is_empty() {
             // Still talking, or more words to come: answer them together.
             return;

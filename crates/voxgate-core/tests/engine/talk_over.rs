@@ -98,3 +98,36 @@ fn turns_transcribed_out_of_order_are_answered_in_the_order_spoken() {
     sim.run(Duration::from_secs(5), Caller::Silent);
     assert_one_answer_to_both_pieces(&sim);
 }
+
+#[test]
+fn a_cough_before_the_reply_is_heard_does_not_leave_the_caller_unanswered() {
+    let mut sim = Sim::answered(
+        Persona::default(),
+        Fakes {
+            transcripts: ["I want to book a table", ""].map(String::from).into(),
+            replies: ["How many people?", "For how many people?"]
+                .map(String::from)
+                .into(),
+            // The model answers slowly, so the cough comes first.
+            llm_first_token: Duration::from_millis(900),
+            ..Fakes::default()
+        },
+    );
+    sim.run(Duration::from_millis(1000), Caller::Speaking);
+    sim.run(Duration::from_millis(700), Caller::Silent);
+    assert_eq!(sim.prompts().len(), 1);
+    // A cough: long enough to count as speech, transcribed as nothing.
+    sim.run(Duration::from_millis(160), Caller::Speaking);
+    sim.run(Duration::from_secs(4), Caller::Silent);
+
+    let prompts = sim.prompts();
+    assert_eq!(prompts.len(), 2, "the words are answered after the cough");
+    assert_eq!(
+        prompts[1].last().map(|m| (m.role, m.content.as_str())),
+        Some((Role::User, "I want to book a table"))
+    );
+    assert!(
+        sim.count(|o| matches!(o, Output::PlayAudio(_))) > 0,
+        "the answer is spoken"
+    );
+}
