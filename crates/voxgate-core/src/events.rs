@@ -45,6 +45,11 @@ pub enum ErrorCode {
     AgentUnavailable,
     /// The agent could not answer (a provider failed).
     AgentFailed,
+    /// The connection's credential does not allow the request (a browser
+    /// call token may not reconfigure its call).
+    Forbidden,
+    /// The request would go over a limit (subscriptions per connection).
+    LimitReached,
 }
 
 impl ErrorCode {
@@ -64,6 +69,8 @@ impl ErrorCode {
             ErrorCode::Draining => "draining",
             ErrorCode::AgentUnavailable => "agent_unavailable",
             ErrorCode::AgentFailed => "agent_failed",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::LimitReached => "limit_reached",
         }
     }
 }

@@ -5,6 +5,7 @@
 //! `voxgate-server` can drive it from `tokio::time` and tests can drive it
 //! from a fake clock.
 
+pub mod access;
 pub mod audio;
 pub mod call;
 pub mod engine;

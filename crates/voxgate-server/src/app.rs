@@ -4,14 +4,15 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
-use axum::Router;
 use axum::routing::{get, post};
+use axum::{Router, middleware};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use voxgate_store::{RecordWriter, Store};
 
+use crate::access::{self, Access};
 use crate::agent::AgentState;
 use crate::bus::EventBus;
 use crate::config::Config;
@@ -21,7 +22,7 @@ use crate::recordings;
 use crate::registry::CallRegistry;
 use crate::sessions::ParkedSessions;
 use crate::twilio_api::TwilioApi;
-use crate::twilio_routes;
+use crate::twilio_routes::{self, OutboundGate};
 use crate::ws;
 
 /// Cancellation and task tracking for everything the server runs.
@@ -58,12 +59,18 @@ pub struct Shared {
     pub lifecycle: Lifecycle,
     /// One permit per call the server may carry at once.
     pub call_slots: Arc<Semaphore>,
+    /// One permit per `/events` connection the server takes at once.
+    pub events_slots: Arc<Semaphore>,
     /// Renders `/metrics`.
     pub prometheus: PrometheusHandle,
     /// Open WebSocket connections on all endpoints.
     pub open_connections: Arc<AtomicUsize>,
     /// Whether calls get an agent, and its providers.
     pub agent: tokio::sync::watch::Sender<AgentState>,
+    /// Who may use the server.
+    pub access: Access,
+    /// Limits on outbound calls.
+    pub outbound: OutboundGate,
     /// Twilio's REST API (place, hang up, transfer calls), when the
     /// account SID and auth token are configured.
     pub twilio: Option<TwilioApi>,
@@ -85,16 +92,15 @@ impl Deref for AppState {
 
 /// The router for every endpoint on the one listener. Any other path,
 /// WebSocket upgrades included, is answered 404 before any upgrade.
+///
+/// Every request first passes the `Host` and `Origin` checks; the admin's
+/// routes then need the admin credential, and `/browser-stream` the admin's
+/// or a call token ([`crate::access`]). Carriers' routes check their own
+/// signatures.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/twiml", post(http::twiml))
-        .route("/stream", get(ws::stream_upgrade))
-        .route("/browser-stream", get(ws::browser_upgrade))
+    let admin = Router::new()
         .route("/events", get(ws::events_upgrade))
-        .route("/healthz", get(http::healthz))
-        .route("/readyz", get(http::readyz))
         .route("/metrics", get(http::metrics))
-        .route("/twilio/status", post(twilio_routes::status_callback))
         .route(
             "/api/calls",
             get(http::list_calls).post(twilio_routes::create_call),
@@ -114,6 +120,33 @@ pub fn router(state: AppState) -> Router {
                 .put(personas::put_persona)
                 .delete(personas::delete_persona),
         )
+        .route("/api/call-tokens", post(access::create_call_token))
+        .route("/api/admin/reset", post(access::admin_reset))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            access::require_admin,
+        ));
+    let caller = Router::new()
+        .route("/browser-stream", get(ws::browser_upgrade))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            access::require_caller,
+        ));
+    Router::new()
+        .route("/twiml", post(http::twiml))
+        .route("/stream", get(ws::stream_upgrade))
+        .route("/healthz", get(http::healthz))
+        .route("/readyz", get(http::readyz))
+        .route("/twilio/status", post(twilio_routes::status_callback))
+        .route("/api/login", post(access::login))
+        .route("/api/logout", post(access::logout))
+        .route("/api/session", get(access::session_status))
+        .merge(admin)
+        .merge(caller)
         .fallback(http::not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            access::check_origin_and_host,
+        ))
         .with_state(state)
 }

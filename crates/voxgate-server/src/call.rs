@@ -78,6 +78,23 @@ fn unix_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// Whether a call with this id has already ended here: its record, turns
+/// and recording must never be overwritten by a new call reusing the id.
+/// A store that cannot answer is not taken as a yes (calls go on while
+/// the store is down); the registry remembers the latest ended calls.
+pub async fn ended_before(state: &AppState, call_id: &CallSid) -> bool {
+    if state.registry.recently_ended(call_id) {
+        return true;
+    }
+    match state.store.get_call(call_id).await {
+        Ok(record) => record.is_some_and(|r| r.ended_at_ms.is_some() || r.disposition.is_some()),
+        Err(error) => {
+            tracing::warn!(%error, "cannot check the call id against the store");
+            false
+        }
+    }
+}
+
 impl LiveCall {
     /// Registers the call, records it and announces `call.started`.
     /// `parent` is the connection's token; the call's token is its child.

@@ -38,6 +38,108 @@ pub struct Config {
     pub twilio: TwilioConfig,
     /// Which providers the agent uses, and how to reach them.
     pub agent: AgentConfig,
+    /// Who may use the server: the admin token, origins and hosts.
+    pub access: AccessConfig,
+    /// Limits on outbound calls placed through the API.
+    pub outbound: OutboundConfig,
+    /// Bounds on what untrusted peers may hold open.
+    pub limits: LimitsConfig,
+}
+
+/// Who may use the server (`[auth]`; see [`crate::access`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessConfig {
+    /// `VOXGATE_ADMIN_TOKEN`: the bearer token of `/api/*`, `/events`,
+    /// `/browser-stream` and `/metrics`. Required when the server is
+    /// reachable from outside.
+    pub admin_token: Option<Secret>,
+    /// `VOXGATE_ALLOWED_ORIGINS`: browser origins (`https://host[:port]`)
+    /// allowed besides the server's own.
+    pub allowed_origins: Vec<String>,
+    /// `VOXGATE_ALLOWED_HOSTS`: `Host` names served besides the public
+    /// URL's, the listen address's and localhost.
+    pub allowed_hosts: Vec<String>,
+    /// How long a console login lasts.
+    pub session_ttl: Duration,
+    /// How long a browser call token may wait to be used.
+    pub call_token_ttl: Duration,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        Self {
+            admin_token: None,
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            session_ttl: Duration::from_secs(12 * 3600),
+            call_token_ttl: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+/// Limits on `POST /api/calls` (`[outbound]`): toll fraud is the costliest
+/// abuse of a phone agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundConfig {
+    /// Calls placed per minute, at most.
+    pub max_per_minute: u32,
+    /// When not empty, destinations must start with one of these (`+1`).
+    pub allowed_prefixes: Vec<String>,
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        Self {
+            max_per_minute: 10,
+            allowed_prefixes: Vec::new(),
+        }
+    }
+}
+
+/// Bounds on connections and what they may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// A call socket that has not sent `start` by then is closed.
+    pub start_timeout: Duration,
+    /// Time to read a request's headers, idle keep-alive waits included.
+    pub header_timeout: Duration,
+    /// Open TCP connections, all peers.
+    pub max_connections: usize,
+    /// Open TCP connections from one IP address.
+    pub max_connections_per_ip: usize,
+    /// New TCP connections per second from one IP address (the burst is
+    /// twice this).
+    pub connections_per_ip_per_second: u32,
+    /// Open `/events` connections.
+    pub events_connections: usize,
+    /// Subscriptions per `/events` connection.
+    pub events_subscriptions: usize,
+    /// Monitor sessions parked for a reconnect.
+    pub parked_sessions: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            start_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+            max_connections_per_ip: 1024,
+            connections_per_ip_per_second: 100,
+            events_connections: 256,
+            events_subscriptions: 64,
+            parked_sessions: 1024,
+        }
+    }
+}
+
+fn list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The agent's providers: local models by default, cloud vendors by
@@ -212,6 +314,9 @@ impl Default for Config {
             recordings_dir: PathBuf::from("recordings"),
             twilio: TwilioConfig::default(),
             agent: AgentConfig::default(),
+            access: AccessConfig::default(),
+            outbound: OutboundConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -311,6 +416,9 @@ pub struct Overrides {
     pub database_url: Option<String>,
 }
 
+/// Shortest admin token accepted: a guessable token is no protection.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
+
 type Apply = fn(&mut Config, &str) -> Result<(), String>;
 
 /// One setting: where it lives in the file, and how to apply a value.
@@ -337,6 +445,9 @@ impl Setting {
     /// The architecture's short names (`VOXGATE_STT`) are read the same way.
     fn vendor_env_names(&self) -> &'static [&'static str] {
         match (self.section, self.key) {
+            (Some("auth"), "admin_token") => &["VOXGATE_ADMIN_TOKEN"],
+            (Some("auth"), "allowed_origins") => &["VOXGATE_ALLOWED_ORIGINS"],
+            (Some("auth"), "allowed_hosts") => &["VOXGATE_ALLOWED_HOSTS"],
             (Some("twilio"), "account_sid") => &["TWILIO_ACCOUNT_SID"],
             (Some("twilio"), "auth_token") => &["TWILIO_AUTH_TOKEN"],
             (Some("twilio"), "base_url") => &["TWILIO_BASE_URL"],
@@ -428,6 +539,150 @@ const SETTINGS: &[Setting] = &[
         key: "max_concurrent",
         apply: |c, v| {
             c.max_concurrent_calls = parse_count(v, 1)?;
+            Ok(())
+        },
+    },
+    Setting {
+        section: Some("calls"),
+        key: "start_timeout",
+        apply: |c, v| {
+            c.limits.start_timeout = parse_duration(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        section: Some("auth"),
+        key: "admin_token",
+        apply: |c, v| {
+            let token = v.trim();
+            if token.is_empty() {
+                c.access.admin_token = None;
+                return Ok(());
+            }
+            if token.len() < MIN_ADMIN_TOKEN_LEN || !token.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(format!(
+                    "must be at least {MIN_ADMIN_TOKEN_LEN} printable characters without \
+                     spaces (e.g. the output of `openssl rand -hex 32`)"
+                ));
+            }
+            c.access.admin_token = Some(Secret::new(token));
+            Ok(())
+        },
+    },
+    Setting {
+        section: Some("auth"),
+        key: "allowed_origins",
+        apply: |c, v| {
+            let origins = list(v);
+            for origin in &origins {
+                voxgate_core::access::Origin::parse(origin).map_err(|e| e.to_string())?;
+            }
+            c.access.allowed_origins = origins;
+            Ok(())
+        },
+    },
+    Setting {
+        section: Some("auth"),
+        key: "allowed_hosts",
+        apply: |c, v| {
+            c.access.allowed_hosts = list(v);
+            Ok(())
+        },
+    },
+    Setting {
+        section: Some("auth"),
+        key: "session_ttl",
+        apply: |c, v| {
+            c.access.session_ttl = parse_duration(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        section: Some("auth"),
+        key: "call_token_ttl",
+        apply: |c, v| {
+            c.access.call_token_ttl = parse_duration(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        section: Some("outbound"),
+        key: "max_per_minute",
+        apply: |c, v| {
+            c.outbound.max_per_minute =
+                u32::try_from(parse_count(v, 0)?).map_err(|_| "is too large".to_owned())?;
+            Ok(())
+        },
+    },
+    Setting {
+        section: Some("outbound"),
+        key: "allowed_prefixes",
+        apply: |c, v| {
+            let prefixes = list(v);
+            for prefix in &prefixes {
+                let digits = prefix.strip_prefix('+').unwrap_or("");
+                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(format!("{prefix:?} is not a prefix like +1 or +44"));
+                }
+            }
+            c.outbound.allowed_prefixes = prefixes;
+            Ok(())
+        },
+    },
+    Setting {
+        section: Some("http"),
+        key: "header_timeout",
+        apply: |c, v| {
+            c.limits.header_timeout = parse_duration(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        section: Some("http"),
+        key: "max_connections",
+        apply: |c, v| {
+            c.limits.max_connections = parse_count(v, 1)?;
+            Ok(())
+        },
+    },
+    Setting {
+        section: Some("http"),
+        key: "max_connections_per_ip",
+        apply: |c, v| {
+            c.limits.max_connections_per_ip = parse_count(v, 1)?;
+            Ok(())
+        },
+    },
+    Setting {
+        section: Some("http"),
+        key: "connections_per_ip_per_second",
+        apply: |c, v| {
+            c.limits.connections_per_ip_per_second =
+                u32::try_from(parse_count(v, 1)?).map_err(|_| "is too large".to_owned())?;
+            Ok(())
+        },
+    },
+    Setting {
+        section: Some("events"),
+        key: "max_connections",
+        apply: |c, v| {
+            c.limits.events_connections = parse_count(v, 1)?;
+            Ok(())
+        },
+    },
+    Setting {
+        section: Some("events"),
+        key: "max_subscriptions",
+        apply: |c, v| {
+            c.limits.events_subscriptions = parse_count(v, 1)?;
+            Ok(())
+        },
+    },
+    Setting {
+        section: Some("events"),
+        key: "max_parked_sessions",
+        apply: |c, v| {
+            c.limits.parked_sessions = parse_count(v, 0)?;
             Ok(())
         },
     },
@@ -696,6 +951,17 @@ impl Config {
         }
     }
 
+    /// Why the server is reachable from outside this machine, if it is:
+    /// it listens on a non-loopback address, or has a public URL.
+    pub fn exposure(&self) -> Option<String> {
+        if !self.listen.ip().is_loopback() {
+            return Some(format!("the server listens on {}", self.listen));
+        }
+        self.public_url
+            .as_ref()
+            .map(|url| format!("VOXGATE_PUBLIC_URL is set ({})", url.authority))
+    }
+
     fn check_consistency(&self, problems: &mut Vec<ConfigProblem>) {
         let hb = self.ws.heartbeat;
         if hb.idle_timeout <= hb.ping_interval {
@@ -710,6 +976,18 @@ impl Config {
             });
         }
         self.agent.check_keys(problems);
+        if let Some(exposure) = self.exposure()
+            && self.access.admin_token.is_none()
+        {
+            problems.push(ConfigProblem {
+                setting: "VOXGATE_ADMIN_TOKEN".into(),
+                message: format!(
+                    "must be set: {exposure}, so anyone who reaches it could place calls \
+                     and read transcripts; set it to a long random secret \
+                     (`openssl rand -hex 32`), or listen on 127.0.0.1 without a public URL"
+                ),
+            });
+        }
         if self.twilio.account_sid.is_some() && self.twilio.auth_token.is_none() {
             problems.push(ConfigProblem {
                 setting: "TWILIO_AUTH_TOKEN".into(),
@@ -945,6 +1223,7 @@ mod tests {
             ("VOXGATE_PUBLIC_URL", "https://voice.example.com/vg/"),
             ("VOXGATE_DATABASE_URL", "postgres://db/x"),
             ("VOXGATE_RECORDINGS_DIR", "/var/lib/voxgate/rec"),
+            ("VOXGATE_ADMIN_TOKEN", "0123456789abcdef0123"),
         ])
         .expect("valid");
         assert_eq!(config.recordings_dir, PathBuf::from("/var/lib/voxgate/rec"));
@@ -960,6 +1239,84 @@ mod tests {
             public.ws_url("/stream"),
             "wss://voice.example.com/vg/stream"
         );
+    }
+
+    #[test]
+    fn reachable_from_outside_needs_an_admin_token() {
+        let err = load_env(&[("VOXGATE_SERVER_LISTEN", "0.0.0.0:8080")]).expect_err("exposed");
+        let text = err.to_string();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(
+            text.starts_with(
+                "VOXGATE_ADMIN_TOKEN: must be set: the server listens on 0.0.0.0:8080"
+            ),
+            "{text}"
+        );
+        let err = load_env(&[("VOXGATE_PUBLIC_URL", "https://v.example")]).expect_err("exposed");
+        assert!(
+            err.to_string().contains("VOXGATE_PUBLIC_URL is set"),
+            "{err}"
+        );
+        let config = load_env(&[
+            ("VOXGATE_SERVER_LISTEN", "0.0.0.0:8080"),
+            ("VOXGATE_ADMIN_TOKEN", "0123456789abcdef0123"),
+        ])
+        .expect("a token makes it safe");
+        let token = config.access.admin_token.expect("token");
+        assert_eq!(token.expose(), "0123456789abcdef0123");
+        assert!(
+            load_env(&[])
+                .expect("loopback")
+                .access
+                .admin_token
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn short_admin_tokens_and_bad_access_lists_are_problems_without_echoing_the_token() {
+        let err = load_env(&[
+            ("VOXGATE_ADMIN_TOKEN", "hunter2"),
+            (
+                "VOXGATE_ALLOWED_ORIGINS",
+                "https://ok.example, javascript:alert(1)",
+            ),
+            ("VOXGATE_OUTBOUND_ALLOWED_PREFIXES", "+1,44"),
+        ])
+        .expect_err("invalid");
+        let text = err.to_string();
+        assert_eq!(text.lines().count(), 3, "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(
+            text.contains("VOXGATE_ADMIN_TOKEN: must be at least 16"),
+            "{text}"
+        );
+        assert!(text.contains("VOXGATE_ALLOWED_ORIGINS"), "{text}");
+        assert!(text.contains("\"44\" is not a prefix"), "{text}");
+    }
+
+    #[test]
+    fn access_and_limit_settings_load() {
+        let config = load_env(&[
+            (
+                "VOXGATE_ALLOWED_ORIGINS",
+                "https://shop.example,http://localhost:3000",
+            ),
+            ("VOXGATE_ALLOWED_HOSTS", "voice.internal"),
+            ("VOXGATE_OUTBOUND_MAX_PER_MINUTE", "3"),
+            ("VOXGATE_OUTBOUND_ALLOWED_PREFIXES", "+1, +44"),
+            ("VOXGATE_CALLS_START_TIMEOUT", "2s"),
+            ("VOXGATE_HTTP_MAX_CONNECTIONS_PER_IP", "8"),
+            ("VOXGATE_EVENTS_MAX_SUBSCRIPTIONS", "4"),
+        ])
+        .expect("valid");
+        assert_eq!(config.access.allowed_origins.len(), 2);
+        assert_eq!(config.access.allowed_hosts, ["voice.internal"]);
+        assert_eq!(config.outbound.max_per_minute, 3);
+        assert_eq!(config.outbound.allowed_prefixes, ["+1", "+44"]);
+        assert_eq!(config.limits.start_timeout, Duration::from_secs(2));
+        assert_eq!(config.limits.max_connections_per_ip, 8);
+        assert_eq!(config.limits.events_subscriptions, 4);
     }
 
     #[test]
@@ -999,7 +1356,7 @@ mod tests {
             &path,
             "public_url = \"http://a.test\"\n[server]\nlisten = \"127.0.0.1:1\"\n\
              [ws]\nmax_message_bytes = 4096\n[database]\nurl = \"file.db\"\n\
-             [recordings]\ndir = \"rec\"\n",
+             [recordings]\ndir = \"rec\"\n[auth]\nadmin_token = \"0123456789abcdef0123\"\n",
         )
         .expect("write");
         let env = |name: &str| (name == "VOXGATE_SERVER_LISTEN").then(|| "127.0.0.1:2".to_owned());

@@ -40,6 +40,15 @@ pub enum ApiError {
     /// The request is not allowed: a webhook Twilio did not sign.
     #[error("{0}")]
     Forbidden(String),
+    /// The request lacks the credential the route needs.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The request's `Host` is not this server (DNS rebinding).
+    #[error("{0}")]
+    MisdirectedRequest(String),
+    /// Over a rate or count limit.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// No such resource.
     #[error("{0}")]
     NotFound(String),
@@ -71,6 +80,11 @@ impl IntoResponse for ApiError {
             ApiError::Body(rejection) => body_rejection(rejection.status()),
             ApiError::Form(rejection) => body_rejection(rejection.status()),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::MisdirectedRequest(_) => {
+                (StatusCode::MISDIRECTED_REQUEST, "misdirected_request")
+            }
+            ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::InvalidPersona { .. } => {
@@ -98,7 +112,14 @@ impl IntoResponse for ApiError {
         if let ApiError::InvalidPersona { problems } = &self {
             error["problems"] = serde_json::json!(problems);
         }
-        (status, Json(serde_json::json!({ "error": error }))).into_response()
+        let mut response = (status, Json(serde_json::json!({ "error": error }))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }
 

@@ -10,12 +10,14 @@
 //! [`TaskTracker`]: tokio_util::task::TaskTracker
 //! [`CancellationToken`]: tokio_util::sync::CancellationToken
 
+pub mod access;
 pub mod agent;
 pub mod app;
 pub mod bus;
 pub mod call;
 pub mod config;
 pub mod http;
+pub mod listener;
 pub mod metrics;
 pub mod personas;
 pub mod recordings;
@@ -30,7 +32,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -38,6 +39,7 @@ use tokio_util::task::TaskTracker;
 use voxgate_providers::supervisor::VendorPolicy;
 use voxgate_store::{RecordWriter, Store, StoreError};
 
+use crate::access::Access;
 use crate::agent::AgentState;
 use crate::app::{AppState, Lifecycle, Shared};
 use crate::bus::EventBus;
@@ -45,6 +47,7 @@ use crate::config::Config;
 use crate::registry::CallRegistry;
 use crate::sessions::ParkedSessions;
 use crate::twilio_api::{TwilioApi, TwilioError};
+use crate::twilio_routes::OutboundGate;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -94,21 +97,25 @@ impl Server {
                     addr: config.listen,
                     source,
                 })?;
+        let bound = listener.local_addr().unwrap_or(config.listen);
         crate::metrics::describe();
         let record_tasks = TaskTracker::new();
         let records = RecordWriter::spawn(store.clone(), &record_tasks);
         let state = AppState::new(Shared {
             registry: CallRegistry::default(),
             bus: EventBus::new(config.events_buffer),
-            sessions: ParkedSessions::new(config.ws.resume_grace),
+            sessions: ParkedSessions::new(config.ws.resume_grace, config.limits.parked_sessions),
             lifecycle: Lifecycle::default(),
             call_slots: Arc::new(Semaphore::new(config.max_concurrent_calls)),
+            events_slots: Arc::new(Semaphore::new(config.limits.events_connections)),
             open_connections: Arc::new(AtomicUsize::new(0)),
             agent: tokio::sync::watch::Sender::new(AgentState::Off),
             prometheus,
             records,
             store,
             twilio,
+            access: Access::new(&config, bound),
+            outbound: OutboundGate::new(&config.outbound),
             config,
         });
         Ok(Server {
@@ -144,16 +151,14 @@ impl Server {
         } = self;
         let lifecycle = state.lifecycle.clone();
         let drain = tokio::spawn(drain_then_stop(state.clone()));
-        // Media frames are small and latency-bound: never wait for Nagle.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
-        let served = axum::serve(listener, app::router(state.clone()))
-            .with_graceful_shutdown(lifecycle.root.clone().cancelled_owned())
-            .await
-            .map_err(ServerError::Serve);
+        let served = listener::serve(
+            listener,
+            app::router(state.clone()),
+            &state.config.limits,
+            lifecycle.root.clone(),
+        )
+        .await
+        .map_err(ServerError::Serve);
         lifecycle.root.cancel();
         drain.abort();
         lifecycle.tracker.close();

@@ -36,6 +36,10 @@ pub const TURN_STAGE_SECONDS: &str = "voxgate_turn_stage_seconds";
 pub const LLM_TOKENS: &str = "voxgate_llm_tokens_total";
 /// Calls of the personas' HTTP tools by outcome.
 pub const TOOL_CALLS: &str = "voxgate_tool_calls_total";
+/// Requests refused by the access model, by reason.
+pub const ACCESS_DENIED: &str = "voxgate_access_denied_total";
+/// Requests and connections refused by a rate or count limit, by limit.
+pub const LIMITED: &str = "voxgate_limited_total";
 
 /// Registers help texts, and zeroes every call counter so dashboards see
 /// each disposition from the start.
@@ -68,6 +72,11 @@ pub fn describe() {
     );
     describe_counter!(LLM_TOKENS, "Language-model tokens by kind, when reported");
     describe_counter!(TOOL_CALLS, "Persona HTTP tool calls by outcome");
+    describe_counter!(
+        ACCESS_DENIED,
+        "Requests refused by the access model by reason"
+    );
+    describe_counter!(LIMITED, "Requests and connections refused by a limit");
     describe_histogram!(
         TURN_STAGE_SECONDS,
         metrics::Unit::Seconds,
@@ -109,6 +118,20 @@ pub fn bad_input(endpoint: Endpoint, kind: &'static str) {
 /// Counts a refused upgrade.
 pub fn refused(endpoint: &'static str, reason: &'static str) {
     counter!(WS_REFUSED, "endpoint" => endpoint, "reason" => reason).increment(1);
+}
+
+/// Counts a request refused by the access model; a refused WebSocket
+/// upgrade is also counted as refused.
+pub fn access_denied(reason: &'static str, upgrade: bool) {
+    counter!(ACCESS_DENIED, "reason" => reason).increment(1);
+    if upgrade {
+        refused("any", reason);
+    }
+}
+
+/// Counts something refused by a limit.
+pub fn limited(limit: &'static str) {
+    counter!(LIMITED, "limit" => limit).increment(1);
 }
 
 /// Holds one open connection in the gauge and in the server's own count;

@@ -1,7 +1,7 @@
 //! Live calls by id. Each entry is a handle to the task that owns the call;
 //! the call's state lives in that task, never here.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{mpsc, watch};
@@ -13,6 +13,8 @@ use voxgate_core::ids::CallSid;
 pub enum CallCommand {
     /// End the call.
     Hangup,
+    /// End the call: an admin reset every call.
+    Reset,
     /// Merge new job configuration into the call's.
     Config(JobConfig),
 }
@@ -48,6 +50,32 @@ pub struct CallRegistry {
 struct Inner {
     calls: Mutex<HashMap<CallSid, CallHandle>>,
     count: watch::Sender<usize>,
+    ended: Mutex<RecentlyEnded>,
+}
+
+/// Ids of the calls that ended last, oldest first: a call's record may
+/// still be on its way to the store when a replay of its id arrives.
+#[derive(Debug, Default)]
+struct RecentlyEnded {
+    order: VecDeque<CallSid>,
+    ids: HashSet<CallSid>,
+}
+
+/// How many ended call ids the registry remembers.
+const RECENTLY_ENDED: usize = 4096;
+
+impl RecentlyEnded {
+    fn insert(&mut self, id: CallSid) {
+        if !self.ids.insert(id.clone()) {
+            return;
+        }
+        self.order.push_back(id);
+        if self.order.len() > RECENTLY_ENDED
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.ids.remove(&oldest);
+        }
+    }
 }
 
 /// A call with this id is already live.
@@ -61,6 +89,7 @@ impl Default for CallRegistry {
             inner: Arc::new(Inner {
                 calls: Mutex::new(HashMap::new()),
                 count: watch::Sender::new(0),
+                ended: Mutex::default(),
             }),
         }
     }
@@ -102,6 +131,25 @@ impl CallRegistry {
         self.calls().get(call_id).cloned()
     }
 
+    /// Sends `command` to every live call; returns how many took it.
+    pub fn broadcast(&self, command: &CallCommand) -> usize {
+        let handles: Vec<CallHandle> = self.calls().values().cloned().collect();
+        handles
+            .iter()
+            .filter(|handle| handle.send(command.clone()).is_ok())
+            .count()
+    }
+
+    /// Whether a call with this id ended on this server recently.
+    pub fn recently_ended(&self, call_id: &CallSid) -> bool {
+        self.inner
+            .ended
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .ids
+            .contains(call_id)
+    }
+
     /// How many calls are live.
     pub fn len(&self) -> usize {
         self.calls().len()
@@ -129,6 +177,12 @@ pub struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        self.registry
+            .inner
+            .ended
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(self.call_id.clone());
         let mut calls = self.registry.calls();
         calls.remove(&self.call_id);
         self.registry.inner.count.send_replace(calls.len());
@@ -154,7 +208,9 @@ mod tests {
             .send(CallCommand::Hangup)
             .expect("queued");
         assert_eq!(rx.recv().await, Some(CallCommand::Hangup));
+        assert!(!registry.recently_ended(&id));
         drop(reg);
+        assert!(registry.recently_ended(&id));
         assert!(registry.is_empty());
         assert!(registry.get(&id).is_none());
         registry.wait_empty().await;

@@ -2,12 +2,15 @@
 //! `X-Twilio-Signature` ([`TwilioForm`]), call status callbacks
 //! (`POST /twilio/status`) and outbound calls (`POST /api/calls`).
 
+use std::num::NonZeroU32;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Form, FromRequest, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use voxgate_core::ids::CallSid;
@@ -17,7 +20,9 @@ use voxgate_core::twilio_signature::{self, SIGNATURE_HEADER};
 use voxgate_store::{CallRecord, CarrierStatus, StatusReport};
 
 use crate::app::AppState;
+use crate::config::OutboundConfig;
 use crate::http::{ApiError, connect_twiml};
+use crate::metrics;
 use crate::twilio_api::{CallInstructions, NewCall};
 
 /// A Twilio webhook's form parameters, in the order they came. When an auth
@@ -45,6 +50,7 @@ impl FromRequest<AppState> for TwilioForm {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        refuse_unsigned_in_public(state)?;
         let signed = match &state.config.twilio.auth_token {
             Some(token) => Some((
                 token.clone(),
@@ -73,6 +79,61 @@ impl FromRequest<AppState> for TwilioForm {
         }
         Ok(TwilioForm(params))
     }
+}
+
+/// A server with a public URL takes nothing from "Twilio" without the
+/// auth token to check it was Twilio.
+fn refuse_unsigned_in_public(state: &AppState) -> Result<(), ApiError> {
+    if state.config.public_url.is_some() && state.config.twilio.auth_token.is_none() {
+        return Err(ApiError::Forbidden(
+            "Twilio requests are refused: VOXGATE_PUBLIC_URL is set without \
+             TWILIO_AUTH_TOKEN to check their signatures"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the `X-Twilio-Signature` of a `/stream` upgrade: Twilio signs
+/// the `wss://` URL it opened, with no parameters. Without an auth token
+/// (and without a public URL) every upgrade is taken.
+pub(crate) fn check_stream_signature(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<(), ApiError> {
+    refuse_unsigned_in_public(state)?;
+    let Some(token) = &state.config.twilio.auth_token else {
+        return Ok(());
+    };
+    let path = uri.path_and_query().map_or("/", |path| path.as_str());
+    let url = match &state.config.public_url {
+        Some(public) => public.ws_url(path),
+        None => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|host| host.to_str().ok())
+                .filter(|host| !host.is_empty())
+                .ok_or_else(|| {
+                    ApiError::Forbidden("no Host header to check the signature".into())
+                })?;
+            format!("wss://{host}{path}")
+        }
+    };
+    let signature = headers
+        .get(SIGNATURE_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .ok_or_else(|| {
+            ApiError::Forbidden(format!("no {SIGNATURE_HEADER} header: not from Twilio"))
+        })?;
+    if !twilio_signature::is_valid(token.expose(), &url, [], signature) {
+        tracing::warn!(url, "stream upgrade with a bad Twilio signature refused");
+        return Err(ApiError::Forbidden(format!(
+            "{SIGNATURE_HEADER} does not match {url}: not from Twilio, or VOXGATE_PUBLIC_URL \
+             is not the URL Twilio calls"
+        )));
+    }
+    Ok(())
 }
 
 /// The URL Twilio requested, as it signed it.
@@ -182,6 +243,7 @@ pub async fn create_call(
     };
     let to = number("to", &request.to)?;
     let from = number("from", &request.from)?;
+    state.outbound.allow(&to)?;
     let persona = request
         .persona
         .unwrap_or_else(|| DEFAULT_PERSONA.to_owned());
@@ -231,6 +293,43 @@ pub async fn create_call(
         Json(body),
     )
         .into_response())
+}
+
+/// The limits on outbound calls: destinations and a per-minute rate.
+#[derive(Debug)]
+pub struct OutboundGate {
+    prefixes: Vec<String>,
+    rate: Option<DefaultDirectRateLimiter>,
+}
+
+impl OutboundGate {
+    /// The gate `config` describes; a rate of 0 refuses every call.
+    pub fn new(config: &OutboundConfig) -> Self {
+        Self {
+            prefixes: config.allowed_prefixes.clone(),
+            rate: NonZeroU32::new(config.max_per_minute)
+                .map(|per_minute| RateLimiter::direct(Quota::per_minute(per_minute))),
+        }
+    }
+
+    /// Whether a call to `to` (E.164) may be placed now; counts it if so.
+    fn allow(&self, to: &str) -> Result<(), ApiError> {
+        if !self.prefixes.is_empty() && !self.prefixes.iter().any(|p| to.starts_with(p.as_str())) {
+            metrics::limited("outbound_destination");
+            return Err(ApiError::Forbidden(format!(
+                "calls to {to} are not allowed: VOXGATE_OUTBOUND_ALLOWED_PREFIXES is {}",
+                self.prefixes.join(",")
+            )));
+        }
+        let within_rate = self.rate.as_ref().is_some_and(|rate| rate.check().is_ok());
+        if !within_rate {
+            metrics::limited("outbound_rate");
+            return Err(ApiError::TooManyRequests(
+                "outbound calls are over VOXGATE_OUTBOUND_MAX_PER_MINUTE; try again later".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Which settings outbound calls lack.

@@ -211,6 +211,15 @@ async fn greeted_caller_as(server: &TestServer, tag: &str, persona: &str) -> Liv
         persona: persona.to_owned(),
         ..LiveCallerOptions::default()
     };
+    greeted_caller_with(server, tag, options).await
+}
+
+/// A caller dialled with `options` who has heard the greeting play out.
+async fn greeted_caller_with(
+    server: &TestServer,
+    tag: &str,
+    options: LiveCallerOptions,
+) -> LiveCaller {
     let mut caller = LiveCaller::dial(server.addr, tag, options).await;
     assert!(caller.wait_playing(true, WAIT).await, "the greeting plays");
     assert!(caller.wait_playing(false, WAIT).await, "the greeting ends");
@@ -711,7 +720,7 @@ async fn the_agent_calls_a_persona_tool_then_ends_the_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_transfers_a_twilio_call_to_an_allowed_number() {
     use voxgate_testkit::fakes::twilio::FakeTwilio;
-    const ACCOUNT: &str = "AC00000000000000000000000000000001";
+    const ACCOUNT: &str = voxgate_testkit::ACCOUNT_SID;
     const TOKEN: &str = "twilio-token-3f9a";
     let twilio = FakeTwilio::start(ACCOUNT, TOKEN).await;
     let base_url = twilio.base_url();
@@ -740,7 +749,12 @@ async fn the_agent_transfers_a_twilio_call_to_an_allowed_number() {
         r#"{"name":"frontdesk","transfer_numbers":["+14155550100"]}"#,
     )
     .await;
-    let caller = greeted_caller_as(&server, "agenttransfer1", "frontdesk").await;
+    let options = LiveCallerOptions {
+        persona: "frontdesk".to_owned(),
+        auth_token: Some(TOKEN.to_owned()),
+        ..LiveCallerOptions::default()
+    };
+    let caller = greeted_caller_with(&server, "agenttransfer1", options).await;
     twilio.add_call(&caller.call_sid, "+15551230000", "+15551239999");
     let sid = caller.call_sid.clone();
     caller.say(speech(800));

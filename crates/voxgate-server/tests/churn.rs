@@ -17,6 +17,8 @@ const CYCLES: usize = 1000;
 async fn a_thousand_connect_disconnect_cycles_leave_nothing_behind() {
     let server = TestServer::start_with(|c| {
         c.ws.resume_grace = Duration::from_millis(200);
+        // A thousand connections as fast as one address can open them.
+        c.limits.connections_per_ip_per_second = 100_000;
     })
     .await;
     let mut twilio_calls = 0;

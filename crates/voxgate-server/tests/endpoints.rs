@@ -5,7 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, form_request, http_exchange, http_get, http_post_form, metric};
+use common::{
+    TestServer, form_request, http_exchange, http_get, http_post_form, http_request, metric,
+};
 use serde_json::Value;
 use voxgate_core::ids::CallSid;
 use voxgate_server::config::PublicUrl;
@@ -19,6 +21,7 @@ use voxgate_testkit::{
 static WEBSOCKETS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const FORM: &str = "From=%2B1%20415%20555%200100&To=4155550199&CallSid=CA1";
+const TOKEN: &str = "twilio-auth-token-1";
 
 fn json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
@@ -176,9 +179,24 @@ async fn twiml_uses_the_public_url_when_one_is_set() {
     let server = TestServer::start_with(|config| {
         config.public_url =
             Some(PublicUrl::parse("https://voice.example.com/vg").expect("a valid public URL"));
+        config.twilio.auth_token = Some(voxgate_providers::Secret::new(TOKEN));
     })
     .await;
-    let (status, body) = http_post_form(server.addr, "/twiml?persona=sales", FORM).await;
+    let signature = voxgate_core::twilio_signature::sign(
+        TOKEN,
+        "https://voice.example.com/vg/twiml?persona=sales",
+        [
+            ("From", "+1 415 555 0100"),
+            ("To", "4155550199"),
+            ("CallSid", "CA1"),
+        ],
+    );
+    let request = form_request(server.addr, "/twiml?persona=sales", FORM).replacen(
+        "\r\n",
+        &format!("\r\nX-Twilio-Signature: {signature}\r\n"),
+        1,
+    );
+    let (status, body) = http_request(server.addr, request).await;
     assert_eq!(status, 200, "{body}");
     assert!(
         body.contains(r#"<Stream url="wss://voice.example.com/vg/stream">"#),

@@ -48,7 +48,11 @@ async fn a_silent_monitor_is_pinged_then_closed_at_the_idle_timeout() {
     tokio::time::pause();
     let (socket, mut client) = pair(16);
     let t0 = Instant::now();
-    let task = tokio::spawn(ws::run_events(socket, server.handle.app_state()));
+    let task = {
+        let state = server.handle.app_state();
+        let slot = common::events_slot(&state);
+        tokio::spawn(ws::run_events(socket, state, slot))
+    };
 
     let hello = client.next_json().await;
     assert_eq!(hello["ping_interval_ms"], 100);
@@ -77,7 +81,11 @@ async fn a_json_ping_counts_as_life() {
     tokio::time::pause();
     let (socket, mut client) = pair(64);
     let t0 = Instant::now();
-    let task = tokio::spawn(ws::run_events(socket, server.handle.app_state()));
+    let task = {
+        let state = server.handle.app_state();
+        let slot = common::events_slot(&state);
+        tokio::spawn(ws::run_events(socket, state, slot))
+    };
     client.next_json().await;
 
     // Every 200 ms is inside the 250 ms idle timeout: the connection lives.
@@ -108,7 +116,11 @@ async fn a_client_that_answers_pings_stays_connected() {
     let server = fast_heartbeat_server().await;
     tokio::time::pause();
     let (socket, mut client) = pair(64);
-    let task = tokio::spawn(ws::run_events(socket, server.handle.app_state()));
+    let task = {
+        let state = server.handle.app_state();
+        let slot = common::events_slot(&state);
+        tokio::spawn(ws::run_events(socket, state, slot))
+    };
     client.next_json().await;
     let t0 = Instant::now();
     let mut pings = 0;
@@ -150,6 +162,14 @@ async fn a_silent_carrier_times_out_and_the_call_ends_with_timeout() {
     client
         .send_text(&caller.start("+14155550100", "+14155550199", "default"))
         .await;
+    // The stream's start waits for the store (is the call id new?), and
+    // paused time jumps while it does: count from the call's start.
+    loop {
+        let published = events.recv().await.expect("bus open");
+        if published.json.contains("call.started") {
+            break;
+        }
+    }
     let started_at = Instant::now();
     let (code, closed_at) = wait_close(&mut client).await;
     assert_eq!(code, Some(4408));
@@ -176,7 +196,7 @@ async fn browser_calls_get_the_same_heartbeat() {
     tokio::time::pause();
     let (socket, mut client) = pair(16);
     let slot = state.call_slots.clone().try_acquire_owned().expect("slot");
-    let task = tokio::spawn(ws::run_browser(socket, state, slot));
+    let task = tokio::spawn(ws::run_browser(socket, state, slot, None));
     assert_eq!(client.next_json().await["type"], "connection_established");
     let t0 = Instant::now();
     let (code, at) = wait_close(&mut client).await;

@@ -39,7 +39,9 @@ async fn a_stalled_monitor_loses_events_is_told_how_many_and_slows_nothing() {
     .await;
     // The monitor's socket takes one frame, then nobody reads it.
     let (socket, mut monitor) = pair(1);
-    let handler = tokio::spawn(ws::run_events(socket, server.handle.app_state()));
+    let state = server.handle.app_state();
+    let slot = common::events_slot(&state);
+    let handler = tokio::spawn(ws::run_events(socket, state, slot));
     monitor
         .send_text(r#"{"type":"subscribe","call_id":"*"}"#)
         .await;

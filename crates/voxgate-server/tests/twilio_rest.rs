@@ -14,9 +14,9 @@ use voxgate_providers::supervisor::VendorPolicy;
 use voxgate_server::config::{PublicUrl, TwilioConfig};
 use voxgate_server::twilio_api::{TwilioApi, TwilioError};
 use voxgate_testkit::fakes::twilio::{FakeTwilio, Fault, Proxy, Signing};
-use voxgate_testkit::{TwilioCaller, close_code, connect, send_text, ulaw_silence_frame};
+use voxgate_testkit::{TwilioCaller, close_code, send_text, ulaw_silence_frame};
 
-const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
+const ACCOUNT: &str = voxgate_testkit::ACCOUNT_SID;
 const TOKEN: &str = "auth-token-5e1f9c";
 const PUBLIC: &str = "https://voice.example.com/vg";
 const STATUS_URL: &str = "https://voice.example.com/vg/twilio/status";
@@ -182,7 +182,13 @@ async fn status_callbacks_move_the_call_forward_and_the_stream_shares_its_record
     // The answered call's media stream carries the same CallSid.
     let tag = call_sid.strip_prefix("CA").expect("a CA sid");
     let mut caller = TwilioCaller::new(tag);
-    let mut stream = connect(server.addr, "/stream").await;
+    let mut stream = voxgate_testkit::connect_signed(
+        server.addr,
+        "/stream",
+        &format!("{}/stream", PUBLIC.replace("https://", "wss://")),
+        TOKEN,
+    )
+    .await;
     send_text(&mut stream, caller.connected()).await;
     send_text(
         &mut stream,

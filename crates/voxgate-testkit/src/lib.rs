@@ -63,6 +63,9 @@ pub fn ulaw_silence_frame() -> Vec<u8> {
     vec![0xFF; 160]
 }
 
+/// The account every [`TwilioCaller`] streams for.
+pub const ACCOUNT_SID: &str = "AC00000000000000000000000000000000";
+
 /// Writes the frames one Twilio Media Stream sends, with consistent ids,
 /// sequence numbers, chunk numbers and timestamps.
 #[derive(Debug, Clone)]
@@ -106,7 +109,7 @@ impl TwilioCaller {
             "streamSid": self.stream_sid,
             "start": {
                 "streamSid": self.stream_sid,
-                "accountSid": "AC00000000000000000000000000000000",
+                "accountSid": ACCOUNT_SID,
                 "callSid": self.call_sid,
                 "tracks": ["inbound"],
                 "customParameters": {"from": from, "to": to, "persona": persona},
@@ -162,7 +165,7 @@ impl TwilioCaller {
             "event": "stop",
             "sequenceNumber": self.next_sequence(),
             "streamSid": self.stream_sid,
-            "stop": {"accountSid": "AC00000000000000000000000000000000", "callSid": self.call_sid}
+            "stop": {"accountSid": ACCOUNT_SID, "callSid": self.call_sid}
         })
         .to_string()
     }
@@ -178,6 +181,55 @@ pub async fn connect(addr: std::net::SocketAddr, path: &str) -> Client {
         .unwrap_or_else(|_| panic!("timed out connecting to {url}"))
         .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
     client
+}
+
+/// Opens a WebSocket to `path` with extra request headers: the client, or
+/// the HTTP status and body with which the server refused the upgrade.
+pub async fn try_connect(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Client, (u16, String)> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+    let url = format!("ws://{addr}{path}");
+    let mut request = url.as_str().into_client_request().expect("a WebSocket URL");
+    for (name, value) in headers {
+        request.headers_mut().insert(
+            HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+            HeaderValue::from_str(value).expect("header value"),
+        );
+    }
+    let answer = tokio::time::timeout(RECV_TIMEOUT, connect_async_with_config(request, None, true))
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for an answer from {url}"));
+    match answer {
+        Ok((client, _)) => Ok(client),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body = response
+                .body()
+                .as_deref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            Err((response.status().as_u16(), body))
+        }
+        Err(other) => panic!("connecting to {url}: {other}"),
+    }
+}
+
+/// Opens Twilio's `/stream` WebSocket at `addr` as Twilio does with an
+/// auth token: signed over `signed_url`, the `wss://` URL Twilio was told
+/// (`wss://<addr><path>` for a server without a public URL).
+pub async fn connect_signed(
+    addr: std::net::SocketAddr,
+    path: &str,
+    signed_url: &str,
+    auth_token: &str,
+) -> Client {
+    let signature = voxgate_core::twilio_signature::sign(auth_token, signed_url, []);
+    try_connect(addr, path, &[("x-twilio-signature", &signature)])
+        .await
+        .unwrap_or_else(|(status, body)| panic!("signed {path} refused: {status} {body}"))
 }
 
 /// The HTTP status with which the server refuses a WebSocket upgrade to

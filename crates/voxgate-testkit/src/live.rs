@@ -58,6 +58,8 @@ pub struct LiveCallerOptions {
     /// Whether marks are echoed as playback reaches them (a real carrier);
     /// without, the agent never learns its audio played.
     pub echo_marks: bool,
+    /// Twilio's auth token, when the server checks stream signatures.
+    pub auth_token: Option<String>,
 }
 
 impl Default for LiveCallerOptions {
@@ -65,6 +67,7 @@ impl Default for LiveCallerOptions {
         Self {
             persona: "default".to_owned(),
             echo_marks: true,
+            auth_token: None,
         }
     }
 }
@@ -99,7 +102,12 @@ impl LiveCaller {
     /// Connects to `/stream` at `addr`, sends `connected` and `start`, and
     /// starts sending silence in real time.
     pub async fn dial(addr: SocketAddr, tag: &str, options: LiveCallerOptions) -> LiveCaller {
-        let mut client = connect(addr, "/stream").await;
+        let mut client = match &options.auth_token {
+            Some(token) => {
+                crate::connect_signed(addr, "/stream", &format!("wss://{addr}/stream"), token).await
+            }
+            None => connect(addr, "/stream").await,
+        };
         let mut frames = TwilioCaller::new(tag);
         let call_sid = frames.call_sid.clone();
         for text in [

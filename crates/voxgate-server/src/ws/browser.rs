@@ -4,25 +4,36 @@
 
 use axum::extract::ws::Message;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::time::sleep_until;
+use tokio::time::{Instant, sleep_until};
 use tracing::Instrument;
 use voxgate_core::audio::SampleRate;
 use voxgate_core::audio::pcm::{pcm16le_decode_into, pcm16le_encode_into};
 use voxgate_core::call::Disposition;
-use voxgate_core::events::{BrowserRequest, Carrier, ErrorCode, ProtocolError, ServerMessage};
+use voxgate_core::events::{
+    BrowserRequest, Carrier, ErrorCode, JobConfig, ProtocolError, ServerMessage,
+};
 use voxgate_core::ids::CallSid;
 
 use super::call_socket::{CallEnd, PlaybackWire, carry_out, end_call, next_input};
 use super::{Connection, Frame, ReadEnd, WsSocket, close_code, new_session_id};
+use crate::access::CallGrant;
 use crate::app::AppState;
 use crate::call::{CallInput, CallStart, LiveCall};
 use crate::metrics::Endpoint;
 use crate::registry::CallCommand;
 
 /// Serves one browser call until it hangs up, drops, or the server stops.
-pub async fn run<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePermit) {
+///
+/// A caller with a call token (`guest`) gets the token's persona whatever
+/// `start` asks, and may not send `config`.
+pub async fn run<S: WsSocket>(
+    socket: S,
+    state: AppState,
+    slot: OwnedSemaphorePermit,
+    guest: Option<CallGrant>,
+) {
     let span = tracing::info_span!("call", carrier = "browser", call_id = tracing::field::Empty);
-    serve(socket, state, slot).instrument(span).await;
+    serve(socket, state, slot, guest).instrument(span).await;
 }
 
 fn new_call_id() -> CallSid {
@@ -31,11 +42,17 @@ fn new_call_id() -> CallSid {
         .unwrap_or_else(|_| unreachable!("a generated browser call id is valid"))
 }
 
-async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePermit) {
+async fn serve<S: WsSocket>(
+    socket: S,
+    state: AppState,
+    slot: OwnedSemaphorePermit,
+    guest: Option<CallGrant>,
+) {
     let mut conn = Connection::open(socket, &state, Endpoint::BrowserStream);
     let token = state.lifecycle.root.child_token();
     let mut slot = Some(slot);
     let mut call: Option<LiveCall> = None;
+    let start_deadline = Instant::now() + state.config.limits.start_timeout;
     let mut audio_bytes: u64 = 0;
 
     let mut early_end = conn.greet(new_session_id());
@@ -48,8 +65,10 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
         tokio::select! {
             biased;
             () = token.cancelled() => break CallEnd::shutdown(),
+            () = sleep_until(start_deadline), if call.is_none() => break CallEnd::no_start(),
             Some(input) = next_input(&mut call) => match input {
                 CallInput::Command(CallCommand::Hangup) => break CallEnd::hangup(),
+                CallInput::Command(CallCommand::Reset) => break CallEnd::admin_reset(),
                 CallInput::Command(CallCommand::Config(update)) => {
                     if let Some(call) = call.as_mut() {
                         call.apply_config(update);
@@ -90,7 +109,13 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
                                 stream_sid: None,
                                 from: None,
                                 to: None,
-                                config,
+                                config: match &guest {
+                                    Some(grant) => JobConfig {
+                                        persona: Some(grant.persona.clone()),
+                                        ..JobConfig::default()
+                                    },
+                                    None => config,
+                                },
                                 audio_rate: SampleRate::HZ_16000,
                             };
                             match LiveCall::begin(&state, permit, begin, &token) {
@@ -103,6 +128,11 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
                                     break CallEnd::Read(ReadEnd::Failed);
                                 }
                             }
+                        }
+                        BrowserRequest::Config { .. } if guest.is_some() => {
+                            early_end = conn.refuse(&ProtocolError::new(
+                                ErrorCode::Forbidden, "a call token's call cannot be reconfigured",
+                            ));
                         }
                         BrowserRequest::Config { config } => match call.as_mut() {
                             Some(live) => live.apply_config(config),

@@ -53,6 +53,30 @@ impl CallEnd {
     }
 }
 
+impl CallEnd {
+    /// The peer did not start a call in time: its slot goes back.
+    pub(super) fn no_start() -> Self {
+        CallEnd::Close {
+            code: close_code::POLICY,
+            reason: "no start in time",
+            metric: "start_timeout",
+            disposition: Disposition::Timeout,
+            detail: "no start before the start timeout".into(),
+        }
+    }
+
+    /// An admin reset every call.
+    pub(super) fn admin_reset() -> Self {
+        CallEnd::Close {
+            code: close_code::NORMAL,
+            reason: "admin reset",
+            metric: "admin_reset",
+            disposition: Disposition::Hangup,
+            detail: "admin reset".into(),
+        }
+    }
+}
+
 /// What a socket that ended on its own means for the call on it.
 fn read_end_disposition(end: ReadEnd) -> (Disposition, &'static str) {
     match end {

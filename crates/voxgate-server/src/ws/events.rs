@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::ws::Message;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -47,10 +47,12 @@ struct ChatDone {
 const CHATS_IN_FLIGHT: usize = 4;
 
 /// Serves one monitor connection until it closes or the server stops.
-pub async fn run<S: WsSocket>(socket: S, state: AppState) {
+/// `slot` is the connection's place under the `/events` connection cap.
+pub async fn run<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePermit) {
     let session_id = new_session_id();
     let span = tracing::info_span!("monitor", session_id = %session_id);
     serve(socket, state, session_id).instrument(span).await;
+    drop(slot);
 }
 
 async fn serve<S: WsSocket>(socket: S, state: AppState, session_id: SessionId) {
@@ -137,7 +139,16 @@ impl Monitor {
             MonitorRequest::Ping => ServerMessage::Pong,
             MonitorRequest::SessionInfo { session_id } => self.resume(session_id),
             MonitorRequest::Subscribe { call_id } => {
-                if !self.session.subscriptions.contains(&call_id) {
+                let limit = self.state.config.limits.events_subscriptions;
+                let known = self.session.subscriptions.contains(&call_id);
+                if !known && self.session.subscriptions.len() >= limit {
+                    let e = ProtocolError::new(
+                        ErrorCode::LimitReached,
+                        format!("at most {limit} subscriptions per connection"),
+                    );
+                    return conn.refuse(&e);
+                }
+                if !known {
                     self.session.subscriptions.push(call_id.clone());
                 }
                 ServerMessage::Subscribed { call_id }

@@ -9,9 +9,9 @@ mod lanes;
 mod twilio;
 
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocketUpgrade};
-use axum::http::StatusCode;
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{SplitStream, StreamExt};
 use futures_util::{Sink, Stream};
@@ -23,7 +23,9 @@ use voxgate_core::ids::SessionId;
 
 pub use lanes::{Outbound, Stalled};
 
+use crate::access::Credential;
 use crate::app::AppState;
+use crate::http::ApiError;
 use crate::metrics::{self, ConnectionGuard, Endpoint};
 
 /// Any duplex stream of WebSocket messages: axum's socket, or a test pair.
@@ -167,6 +169,12 @@ impl<S: WsSocket> Connection<S> {
                 .map(|Stalled| ReadEnd::Stalled),
             HeartbeatAction::Close => Some(ReadEnd::IdleTimeout),
         }
+    }
+
+    /// Restarts the idle clock after the server spent a while not reading
+    /// (a store lookup): the peer's silence counts from now.
+    pub fn listening_again(&mut self) {
+        self.heartbeat.heard(Instant::now().into_std());
     }
 
     /// Classifies what the read half produced. Anything at all from the
@@ -342,8 +350,19 @@ fn configure(upgrade: WebSocketUpgrade, state: &AppState) -> WebSocketUpgrade {
     upgrade.max_message_size(max).max_frame_size(max)
 }
 
-/// `GET /stream`: Twilio Media Streams.
-pub async fn stream_upgrade(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+/// `GET /stream`: Twilio Media Streams. With a Twilio auth token, only
+/// upgrades Twilio signed are taken (403 otherwise, before the upgrade);
+/// with a public URL and no token, none are.
+pub async fn stream_upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if let Err(e) = crate::twilio_routes::check_stream_signature(&state, &headers, &uri) {
+        metrics::refused(Endpoint::Stream.as_str(), "signature");
+        return e.into_response();
+    }
     match admit_call(&state, Endpoint::Stream) {
         Err(refusal) => refusal.into_response(),
         Ok(slot) => {
@@ -354,24 +373,50 @@ pub async fn stream_upgrade(State(state): State<AppState>, upgrade: WebSocketUpg
     }
 }
 
-/// `GET /browser-stream`: browser calls.
-pub async fn browser_upgrade(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
-    match admit_call(&state, Endpoint::BrowserStream) {
-        Err(refusal) => refusal.into_response(),
-        Ok(slot) => {
-            let tracker = state.lifecycle.tracker.clone();
-            configure(upgrade, &state)
-                .on_upgrade(move |socket| tracker.track_future(browser::run(socket, state, slot)))
+/// `GET /browser-stream`: browser calls. A call token is used up only
+/// once the call is admitted, so a refused call leaves it usable.
+pub async fn browser_upgrade(
+    State(state): State<AppState>,
+    Extension(credential): Extension<Credential>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let slot = match admit_call(&state, Endpoint::BrowserStream) {
+        Err(refusal) => return refusal.into_response(),
+        Ok(slot) => slot,
+    };
+    let guest = match credential {
+        Credential::Admin => None,
+        Credential::CallToken(token) => {
+            let now = Instant::now().into_std();
+            match state.access.call_tokens.redeem(&token, now) {
+                Some(grant) => Some(grant),
+                None => {
+                    metrics::access_denied("call_token", true);
+                    return ApiError::Unauthorized("the call token was used meanwhile".into())
+                        .into_response();
+                }
+            }
         }
-    }
+    };
+    let tracker = state.lifecycle.tracker.clone();
+    configure(upgrade, &state)
+        .on_upgrade(move |socket| tracker.track_future(browser::run(socket, state, slot, guest)))
 }
 
 /// `GET /events`: monitors. Monitors stay welcome while draining: they
 /// watch the remaining calls end.
 pub async fn events_upgrade(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+    let Ok(slot) = state.events_slots.clone().try_acquire_owned() else {
+        metrics::refused(Endpoint::Events.as_str(), "capacity");
+        return ApiError::TooManyRequests(format!(
+            "{} monitor connections are open: the most this server takes",
+            state.config.limits.events_connections
+        ))
+        .into_response();
+    };
     let tracker = state.lifecycle.tracker.clone();
     configure(upgrade, &state)
-        .on_upgrade(move |socket| tracker.track_future(events::run(socket, state)))
+        .on_upgrade(move |socket| tracker.track_future(events::run(socket, state, slot)))
 }
 
 pub use browser::run as run_browser;

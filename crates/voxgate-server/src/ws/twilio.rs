@@ -6,12 +6,10 @@ use axum::extract::ws::Message;
 use std::time::Duration;
 
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::time::sleep_until;
+use tokio::time::{Instant, sleep_until};
 use tracing::Instrument;
 use voxgate_core::audio::SampleRate;
-use voxgate_core::audio::g711::{
-    alaw_decode_into, alaw_encode_into, ulaw_decode_into, ulaw_encode_into,
-};
+use voxgate_core::audio::g711::{ulaw_decode_into, ulaw_encode_into};
 use voxgate_core::call::Disposition;
 use voxgate_core::events::{Carrier, JobConfig};
 use voxgate_core::ids::StreamSid;
@@ -20,7 +18,7 @@ use voxgate_core::twilio::{Outbound, StreamInput, Track, TwilioStream};
 use super::call_socket::{CallEnd, PlaybackWire, carry_out, end_call, next_input};
 use super::{Connection, Frame, WsSocket, close_code};
 use crate::app::AppState;
-use crate::call::{CallInput, CallStart, LiveCall};
+use crate::call::{CallInput, CallStart, LiveCall, ended_before};
 use crate::metrics::{Endpoint, UNKNOWN_EVENTS};
 use crate::registry::CallCommand;
 
@@ -36,15 +34,18 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
     let mut codec = TwilioStream::new();
     let mut slot = Some(slot);
     let mut call: Option<LiveCall> = None;
-    let mut law = G711::Mulaw;
+    let start_deadline = Instant::now() + state.config.limits.start_timeout;
+    let mut warned_unknown = false;
 
     let outcome = loop {
         let deadline = conn.deadline();
         tokio::select! {
             biased;
             () = token.cancelled() => break CallEnd::shutdown(),
+            () = sleep_until(start_deadline), if call.is_none() => break CallEnd::no_start(),
             Some(input) = next_input(&mut call) => match input {
                 CallInput::Command(CallCommand::Hangup) => break CallEnd::hangup(),
+                CallInput::Command(CallCommand::Reset) => break CallEnd::admin_reset(),
                 CallInput::Command(CallCommand::Config(update)) => {
                     if let Some(call) = call.as_mut() {
                         call.apply_config(update);
@@ -56,7 +57,7 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
                     }
                     // Agent actions follow `start`, which set the stream id.
                     let Some(stream_sid) = codec.stream_sid() else { continue };
-                    if let Some(end) = carry_out(&conn, &TwilioWire { stream_sid, law }, action) {
+                    if let Some(end) = carry_out(&conn, &TwilioWire { stream_sid }, action) {
                         break end;
                     }
                 }
@@ -66,9 +67,13 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
                     Ok(StreamInput::Started(start)) => {
                         let Some(permit) = slot.take() else { continue };
                         let format = &start.media_format;
-                        let (Some(format_law), Ok(audio_rate)) =
-                            (G711::from_encoding(&format.encoding), SampleRate::new(format.sample_rate))
-                        else {
+                        // What Twilio sends: anything else is not Twilio,
+                        // and would feed the recorder and VAD at a rate
+                        // the peer chose.
+                        let is_twilio_audio = format.encoding == "audio/x-mulaw"
+                            && format.sample_rate == 8000
+                            && format.channels == 1;
+                        if !is_twilio_audio {
                             conn.bad_input("media_format");
                             break CallEnd::Close {
                                 code: close_code::UNSUPPORTED_DATA,
@@ -76,12 +81,37 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
                                 metric: "bad_input",
                                 disposition: Disposition::Error,
                                 detail: format!(
-                                    "unsupported media format {} at {} Hz",
-                                    format.encoding, format.sample_rate
+                                    "unsupported media format {:.32} at {} Hz, {} channels",
+                                    format.encoding, format.sample_rate, format.channels
                                 ),
                             };
-                        };
-                        law = format_law;
+                        }
+                        if let Some(account) = &state.config.twilio.account_sid
+                            && start.account_sid != *account
+                        {
+                            conn.bad_input("foreign_account");
+                            break CallEnd::Close {
+                                code: close_code::POLICY,
+                                reason: "stream of another account",
+                                metric: "foreign_account",
+                                disposition: Disposition::Error,
+                                detail: "start named an account other than TWILIO_ACCOUNT_SID".into(),
+                            };
+                        }
+                        let replayed = ended_before(&state, &start.call_sid).await;
+                        // The lookup was our time, not the peer's silence.
+                        conn.listening_again();
+                        if replayed {
+                            conn.bad_input("replayed_call");
+                            tracing::warn!(call_id = start.call_sid.as_str(), "stream reuses an ended call's id");
+                            break CallEnd::Close {
+                                code: close_code::POLICY,
+                                reason: "call already ended",
+                                metric: "replayed_call",
+                                disposition: Disposition::Error,
+                                detail: "call id of an ended call".into(),
+                            };
+                        }
                         let begin = CallStart {
                             call_id: start.call_sid.clone(),
                             carrier: Carrier::Twilio,
@@ -92,7 +122,7 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
                                 persona: start.persona().map(str::to_owned),
                                 ..JobConfig::default()
                             },
-                            audio_rate,
+                            audio_rate: SampleRate::HZ_8000,
                         };
                         tracing::Span::current().record("call_id", start.call_sid.as_str());
                         match LiveCall::begin(&state, permit, begin, &token) {
@@ -118,14 +148,19 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
                     },
                     Ok(StreamInput::Ignored { event }) => {
                         metrics::counter!(UNKNOWN_EVENTS, "carrier" => "twilio").increment(1);
-                        tracing::warn!(event, "ignoring unknown carrier event");
+                        // Once per call: a peer must not fill the log.
+                        if !warned_unknown {
+                            warned_unknown = true;
+                            let event: String = event.chars().take(32).collect();
+                            tracing::warn!(event, "ignoring unknown carrier events (counted, logged once)");
+                        }
                     }
                     Ok(StreamInput::Audio(media)) => {
                         if let Some(call) = call.as_mut()
                             && media.track == Track::Inbound
                         {
                             let mut samples = Vec::with_capacity(media.payload.len());
-                            law.decode(&media.payload, &mut samples);
+                            ulaw_decode_into(&media.payload, &mut samples);
                             let at = Duration::from_millis(media.timestamp_ms);
                             call.caller_audio(samples, Some(at));
                         }
@@ -186,13 +221,12 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
 /// Twilio's playback messages for one stream.
 struct TwilioWire<'a> {
     stream_sid: &'a StreamSid,
-    law: G711,
 }
 
 impl PlaybackWire for TwilioWire<'_> {
     fn audio(&self, samples: &[i16]) -> Message {
         let mut payload = Vec::with_capacity(samples.len());
-        self.law.encode(samples, &mut payload);
+        ulaw_encode_into(samples, &mut payload);
         let media = Outbound::Media {
             stream_sid: self.stream_sid,
             payload: &payload,
@@ -213,36 +247,5 @@ impl PlaybackWire for TwilioWire<'_> {
             stream_sid: self.stream_sid,
         };
         Message::Text(clear.to_json().into())
-    }
-}
-
-/// The G.711 law of a stream's audio.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum G711 {
-    Mulaw,
-    Alaw,
-}
-
-impl G711 {
-    fn from_encoding(encoding: &str) -> Option<G711> {
-        match encoding {
-            "audio/x-mulaw" => Some(G711::Mulaw),
-            "audio/x-alaw" => Some(G711::Alaw),
-            _ => None,
-        }
-    }
-
-    fn decode(self, bytes: &[u8], out: &mut Vec<i16>) {
-        match self {
-            G711::Mulaw => ulaw_decode_into(bytes, out),
-            G711::Alaw => alaw_decode_into(bytes, out),
-        }
-    }
-
-    fn encode(self, samples: &[i16], out: &mut Vec<u8>) {
-        match self {
-            G711::Mulaw => ulaw_encode_into(samples, out),
-            G711::Alaw => alaw_encode_into(samples, out),
-        }
     }
 }

@@ -105,6 +105,16 @@ impl TestServer {
     }
 }
 
+/// A place under the `/events` connection cap, for driving the monitor
+/// handler directly.
+pub fn events_slot(state: &voxgate_server::app::AppState) -> tokio::sync::OwnedSemaphorePermit {
+    state
+        .events_slots
+        .clone()
+        .try_acquire_owned()
+        .expect("an /events slot")
+}
+
 /// A minimal HTTP/1.1 client over a raw socket: enough for our JSON API,
 /// with no extra dependency. Returns the status, the lower-cased head and
 /// the (de-chunked) body.
