@@ -167,6 +167,37 @@ impl JobConfig {
         *self == JobConfig::default()
     }
 
+    /// Every field over the limits a stored persona has (a job's fields
+    /// override the persona's, so they are bounded alike), one message each.
+    pub fn problems(&self) -> Vec<String> {
+        use crate::persona::{
+            MAX_INSTRUCTIONS_CHARS, MAX_NAME_LEN, MAX_PHRASE_CHARS, MAX_VOICE_LEN,
+        };
+        let mut problems = Vec::new();
+        let too_long = |field: Option<&String>, limit: usize, count: fn(&str) -> usize| {
+            field.is_some_and(|value| count(value) > limit)
+        };
+        let chars = |s: &str| s.chars().count();
+        let bytes = |s: &str| s.len();
+        if too_long(self.persona.as_ref(), MAX_NAME_LEN, bytes) {
+            problems.push(format!("`persona` must be at most {MAX_NAME_LEN} bytes"));
+        }
+        if too_long(self.instructions.as_ref(), MAX_INSTRUCTIONS_CHARS, chars) {
+            problems.push(format!(
+                "`instructions` must be at most {MAX_INSTRUCTIONS_CHARS} characters"
+            ));
+        }
+        if too_long(self.greeting.as_ref(), MAX_PHRASE_CHARS, chars) {
+            problems.push(format!(
+                "`greeting` must be at most {MAX_PHRASE_CHARS} characters"
+            ));
+        }
+        if too_long(self.voice.as_ref(), MAX_VOICE_LEN, bytes) {
+            problems.push(format!("`voice` must be at most {MAX_VOICE_LEN} bytes"));
+        }
+        problems
+    }
+
     /// Overlays the fields `update` sets onto `self`.
     pub fn merge(&mut self, update: JobConfig) {
         let JobConfig {
@@ -273,7 +304,7 @@ impl MonitorRequest {
                 let f: Fields = fields(&kind, object)?;
                 Ok(MonitorRequest::Config {
                     call_id: f.call_id,
-                    config: non_empty(f.config)?,
+                    config: within_limits(&kind, non_empty(f.config)?)?,
                 })
             }
             "hangup" => {
@@ -356,10 +387,10 @@ impl BrowserRequest {
             "ping" => Ok(BrowserRequest::Ping),
             "hangup" => Ok(BrowserRequest::Hangup),
             "start" => Ok(BrowserRequest::Start {
-                config: fields(&kind, object)?,
+                config: within_limits(&kind, fields(&kind, object)?)?,
             }),
             "config" => Ok(BrowserRequest::Config {
-                config: non_empty(fields(&kind, object)?)?,
+                config: within_limits(&kind, non_empty(fields(&kind, object)?)?)?,
             }),
             "mark" => {
                 let MarkFields { name } = fields(&kind, object)?;
@@ -405,6 +436,20 @@ fn non_empty(config: JobConfig) -> Result<JobConfig, ProtocolError> {
         ));
     }
     Ok(config)
+}
+
+/// Refuses job configuration over the persona limits here, while parsing,
+/// so that no endpoint can apply it.
+fn within_limits(kind: &str, config: JobConfig) -> Result<JobConfig, ProtocolError> {
+    let problems = config.problems();
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ProtocolError::new(
+            ErrorCode::InvalidField,
+            format!("`{kind}`: {}", problems.join("; ")),
+        ))
+    }
 }
 
 fn unknown_type(kind: &str, accepted: &str) -> ProtocolError {
@@ -792,6 +837,33 @@ mod tests {
             BrowserRequest::parse(r#"{"type":"subscribe","call_id":"*"}"#).map_err(|e| e.code),
             Err(ErrorCode::UnknownType)
         );
+    }
+
+    #[test]
+    fn job_configuration_over_the_persona_limits_is_refused() {
+        use crate::persona::{MAX_INSTRUCTIONS_CHARS, MAX_PHRASE_CHARS};
+        let long = "a".repeat(MAX_INSTRUCTIONS_CHARS + 1);
+        let at_limit = "é".repeat(MAX_INSTRUCTIONS_CHARS);
+        let frame = |kind: &str, field: &str, value: &str| {
+            serde_json::json!({"type": kind, field: value}).to_string()
+        };
+        for text in [
+            frame("config", "instructions", &long),
+            frame("config", "greeting", &"a".repeat(MAX_PHRASE_CHARS + 1)),
+            frame("config", "voice", &"v".repeat(129)),
+            frame("config", "persona", &"p".repeat(65)),
+        ] {
+            let refused = MonitorRequest::parse(&text).expect_err("over the limit");
+            assert_eq!(refused.code, ErrorCode::InvalidField, "{refused}");
+            assert!(refused.message.starts_with("`config`: `"), "{refused}");
+            let refused = BrowserRequest::parse(&text).expect_err("over the limit");
+            assert_eq!(refused.code, ErrorCode::InvalidField, "{refused}");
+        }
+        let refused =
+            BrowserRequest::parse(&frame("start", "instructions", &long)).expect_err("too long");
+        assert!(refused.message.contains("instructions"), "{refused}");
+        assert!(MonitorRequest::parse(&frame("config", "instructions", &at_limit)).is_ok());
+        assert!(BrowserRequest::parse(&frame("start", "instructions", &at_limit)).is_ok());
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod events;
 pub mod heartbeat;
 pub mod ids;
+pub mod outbound;
 pub mod persona;
 pub mod phone;
 pub mod twilio;

@@ -9,13 +9,45 @@ use serde::{Deserialize, Serialize};
 use crate::engine::{
     END_CALL_TOOL, Persona, TRANSFER_CALL_TOOL, ToolSpec, TurnSettings, VadSettings,
 };
+use url::Url;
+
 use crate::events::JobConfig;
+use crate::outbound::{self, AllowedHosts};
 
 /// The persona every call falls back to; it always exists.
 pub const DEFAULT_PERSONA: &str = "default";
 
 /// Longest duration any persona timing may have.
 const MAX_TIMING_MS: u32 = 60_000;
+
+// Size limits. Every persona is stored, listed whole by the API and sent
+// to the model on every turn, so each field is bounded; the numbers are
+// generous for their use and small enough that a full store stays small.
+
+/// Most personas stored at once; creating another is refused until one is
+/// deleted.
+pub const MAX_PERSONAS: usize = 1000;
+/// Longest persona or tool name, in bytes (names are ASCII).
+pub const MAX_NAME_LEN: usize = 64;
+/// Longest system prompt, in characters.
+pub const MAX_INSTRUCTIONS_CHARS: usize = 8000;
+/// Longest greeting, reprompt, goodbye or tool filler, in characters.
+pub const MAX_PHRASE_CHARS: usize = 500;
+/// Longest voice id, in bytes.
+pub const MAX_VOICE_LEN: usize = 128;
+/// Longest language tag, in bytes.
+pub const MAX_LANGUAGE_LEN: usize = 16;
+/// Most transfer numbers per persona.
+pub const MAX_TRANSFER_NUMBERS: usize = 16;
+/// Most HTTP tools per persona: each is described to the model on every
+/// turn.
+pub const MAX_TOOLS: usize = 16;
+/// Longest tool description, in characters.
+pub const MAX_TOOL_DESCRIPTION_CHARS: usize = 1000;
+/// Longest tool URL, in bytes.
+pub const MAX_TOOL_URL_LEN: usize = 2048;
+/// Largest tool parameters schema, in bytes of JSON.
+pub const MAX_TOOL_PARAMETERS_BYTES: usize = 8192;
 
 /// A persona: who the agent is, what it says first, and how it takes turns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -183,17 +215,34 @@ impl Default for PersonaSpec {
     }
 }
 
+/// What is wrong with a tool's `url`, if anything: it must be an http or
+/// https URL of bounded length whose host the outbound policy accepts.
+fn tool_url_problem(url: &str, allowed: &AllowedHosts) -> Option<String> {
+    if url.len() > MAX_TOOL_URL_LEN {
+        return Some(format!("url must be at most {MAX_TOOL_URL_LEN} bytes"));
+    }
+    let parsed = match Url::parse(url) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.has_host() => parsed,
+        _ => return Some("needs an http or https url".to_owned()),
+    };
+    outbound::check_url(&parsed, allowed).err().map(|refused| {
+        format!("url is not allowed: {refused} (list the host in [tools] allowed_hosts to call it)")
+    })
+}
+
 /// Whether `name` is a usable persona name.
 pub fn is_valid_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
+    (1..=MAX_NAME_LEN).contains(&name.len())
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 impl PersonaSpec {
-    /// Every problem with this persona, one message each.
-    pub fn problems(&self) -> Vec<String> {
+    /// Every problem with this persona, one message each. Tool URLs whose
+    /// host is refused by the [outbound policy](crate::outbound) are
+    /// problems unless `allowed` lets them through.
+    pub fn problems(&self, allowed: &AllowedHosts) -> Vec<String> {
         let mut problems = Vec::new();
         let mut check = |ok: bool, message: &str| {
             if !ok {
@@ -205,30 +254,43 @@ impl PersonaSpec {
             "name must be 1-64 letters, digits, '-' or '_'",
         );
         check(
-            self.instructions.chars().count() <= 8000,
-            "instructions must be at most 8000 characters",
+            self.instructions.chars().count() <= MAX_INSTRUCTIONS_CHARS,
+            &format!("instructions must be at most {MAX_INSTRUCTIONS_CHARS} characters"),
         );
         check(
-            self.greeting.chars().count() <= 500,
-            "greeting must be at most 500 characters",
+            self.greeting.chars().count() <= MAX_PHRASE_CHARS,
+            &format!("greeting must be at most {MAX_PHRASE_CHARS} characters"),
         );
         check(
-            self.reprompt.chars().count() <= 500,
-            "reprompt must be at most 500 characters",
+            self.reprompt.chars().count() <= MAX_PHRASE_CHARS,
+            &format!("reprompt must be at most {MAX_PHRASE_CHARS} characters"),
         );
         check(
-            self.goodbye.chars().count() <= 500 && self.tool_filler.chars().count() <= 500,
-            "goodbye and tool_filler must be at most 500 characters",
+            self.goodbye.chars().count() <= MAX_PHRASE_CHARS
+                && self.tool_filler.chars().count() <= MAX_PHRASE_CHARS,
+            &format!("goodbye and tool_filler must be at most {MAX_PHRASE_CHARS} characters"),
         );
-        for number in &self.transfer_numbers {
+        check(
+            self.transfer_numbers.len() <= MAX_TRANSFER_NUMBERS,
+            &format!("transfer_numbers may list at most {MAX_TRANSFER_NUMBERS} numbers"),
+        );
+        check(
+            self.tools.len() <= MAX_TOOLS,
+            &format!("tools may list at most {MAX_TOOLS} tools"),
+        );
+        for number in self.transfer_numbers.iter().take(MAX_TRANSFER_NUMBERS) {
             check(
                 crate::phone::normalize_e164(number).as_deref() == Some(number.as_str()),
                 &format!("transfer_numbers: {number:?} is not an E.164 number like +14155550100"),
             );
         }
         let mut names = std::collections::HashSet::new();
-        for tool in &self.tools {
-            let name = &tool.name;
+        // Past the limit, one problem says so; listing each extra tool's
+        // problems too would only make a huge answer.
+        for tool in self.tools.iter().take(MAX_TOOLS) {
+            // A name too long to be valid is cut in messages: it is echoed.
+            let name: String = tool.name.chars().take(MAX_NAME_LEN + 1).collect();
+            let name = &name;
             check(
                 is_valid_name(name) && name != END_CALL_TOOL && name != TRANSFER_CALL_TOOL,
                 &format!(
@@ -237,16 +299,29 @@ impl PersonaSpec {
                 ),
             );
             check(
-                names.insert(name),
+                names.insert(tool.name.as_str()),
                 &format!("tools: {name:?} is declared twice"),
             );
             check(
-                tool.url.starts_with("http://") || tool.url.starts_with("https://"),
-                &format!("tools: {name:?} needs an http or https url"),
+                tool.description.chars().count() <= MAX_TOOL_DESCRIPTION_CHARS,
+                &format!(
+                    "tools: {name:?} description must be at most {MAX_TOOL_DESCRIPTION_CHARS} \
+                     characters"
+                ),
             );
+            if let Some(problem) = tool_url_problem(&tool.url, allowed) {
+                check(false, &format!("tools: {name:?} {problem}"));
+            }
             check(
                 tool.parameters.get("type").and_then(|t| t.as_str()) == Some("object"),
                 &format!("tools: {name:?} parameters must be a JSON schema of type object"),
+            );
+            check(
+                tool.parameters.to_string().len() <= MAX_TOOL_PARAMETERS_BYTES,
+                &format!(
+                    "tools: {name:?} parameters must be at most {MAX_TOOL_PARAMETERS_BYTES} \
+                     bytes of JSON"
+                ),
             );
             check(
                 (100..=MAX_TIMING_MS).contains(&tool.timeout_ms),
@@ -254,14 +329,14 @@ impl PersonaSpec {
             );
         }
         check(
-            !self.language.is_empty() && self.language.len() <= 16,
+            !self.language.is_empty() && self.language.len() <= MAX_LANGUAGE_LEN,
             "language must be a language tag like en or en-US",
         );
         check(
             self.voice
                 .as_ref()
-                .is_none_or(|v| !v.trim().is_empty() && v.len() <= 128),
-            "voice must be a non-empty id of at most 128 characters",
+                .is_none_or(|v| !v.trim().is_empty() && v.len() <= MAX_VOICE_LEN),
+            &format!("voice must be a non-empty id of at most {MAX_VOICE_LEN} characters"),
         );
         check(
             (0.05..=0.95).contains(&self.vad.activation_threshold),
@@ -298,7 +373,8 @@ impl PersonaSpec {
         problems
     }
 
-    /// Applies a call's job configuration on top of this persona.
+    /// Applies a call's job configuration on top of this persona (checked
+    /// against the same limits by [`JobConfig::problems`]).
     pub fn with_job(mut self, job: &JobConfig) -> Self {
         if let Some(instructions) = &job.instructions {
             self.instructions.clone_from(instructions);
@@ -353,7 +429,11 @@ mod tests {
     #[test]
     fn the_default_persona_matches_the_engine_defaults() {
         let spec = PersonaSpec::default();
-        assert!(spec.problems().is_empty(), "{:?}", spec.problems());
+        assert!(
+            spec.problems(&AllowedHosts::default()).is_empty(),
+            "{:?}",
+            spec.problems(&AllowedHosts::default())
+        );
         let engine = spec.to_engine();
         let defaults = Persona::default();
         assert_eq!(engine.instructions, defaults.instructions);
@@ -402,7 +482,7 @@ mod tests {
             },
             ..PersonaSpec::default()
         };
-        let problems = spec.problems();
+        let problems = spec.problems(&AllowedHosts::default());
         assert_eq!(problems.len(), 3, "{problems:?}");
     }
 

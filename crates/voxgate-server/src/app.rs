@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use voxgate_store::{RecordWriter, Store};
 
 use crate::access::{self, Access};
-use crate::agent::AgentState;
+use crate::agent::{AgentState, ToolClient};
 use crate::bus::EventBus;
 use crate::config::Config;
 use crate::http;
@@ -74,6 +74,8 @@ pub struct Shared {
     /// Twilio's REST API (place, hang up, transfer calls), when the
     /// account SID and auth token are configured.
     pub twilio: Option<TwilioApi>,
+    /// Calls personas' HTTP tools, for every call.
+    pub tools: ToolClient,
 }
 
 impl AppState {

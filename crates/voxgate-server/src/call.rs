@@ -137,6 +137,7 @@ impl LiveCall {
                     .map(|api| Arc::new(api) as Arc<dyn CallTransfer>),
                 _ => None,
             },
+            tools: state.tools.clone(),
         };
         let agent = match &*state.agent.borrow() {
             AgentState::Realtime(agent) => Some(spawn_realtime_agent(

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use voxgate_core::heartbeat::HeartbeatConfig;
+use voxgate_core::outbound::AllowedHosts;
 use voxgate_providers::Secret;
 use voxgate_providers::cloud::BaseUrl;
 
@@ -44,6 +45,18 @@ pub struct Config {
     pub outbound: OutboundConfig,
     /// Bounds on what untrusted peers may hold open.
     pub limits: LimitsConfig,
+    /// Where personas' HTTP tools may send requests.
+    pub tools: ToolsConfig,
+}
+
+/// Personas' HTTP tools (`[tools]`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ToolsConfig {
+    /// `VOXGATE_TOOLS_ALLOWED_HOSTS`: hosts tools may call even though
+    /// they are loopback, private or otherwise internal (comma-separated
+    /// names or addresses). Empty by default: tools reach only the public
+    /// internet.
+    pub allowed_hosts: AllowedHosts,
 }
 
 /// Who may use the server (`[auth]`; see [`crate::access`]).
@@ -317,6 +330,7 @@ impl Default for Config {
             access: AccessConfig::default(),
             outbound: OutboundConfig::default(),
             limits: LimitsConfig::default(),
+            tools: ToolsConfig::default(),
         }
     }
 }
@@ -893,6 +907,14 @@ const SETTINGS: &[Setting] = &[
             Ok(())
         },
     },
+    Setting {
+        section: Some("tools"),
+        key: "allowed_hosts",
+        apply: |c, v| {
+            c.tools.allowed_hosts = AllowedHosts::parse(v)?;
+            Ok(())
+        },
+    },
 ];
 
 impl Config {
@@ -1212,6 +1234,20 @@ mod tests {
         ] {
             assert!(names.iter().any(|n| n == expected), "{expected} missing");
         }
+    }
+
+    #[test]
+    fn tools_allowed_hosts_are_parsed_and_checked() {
+        assert!(Config::default().tools.allowed_hosts.is_empty());
+        let config =
+            load_env(&[("VOXGATE_TOOLS_ALLOWED_HOSTS", "tools.lan, 10.0.0.5")]).expect("valid");
+        assert_eq!(
+            config.tools.allowed_hosts,
+            AllowedHosts::parse("10.0.0.5,tools.lan").expect("valid")
+        );
+        let err = load_env(&[("VOXGATE_TOOLS_ALLOWED_HOSTS", "http://tools.lan")])
+            .expect_err("a URL is not a host");
+        assert_eq!(err.0[0].setting, "VOXGATE_TOOLS_ALLOWED_HOSTS");
     }
 
     #[test]

@@ -55,6 +55,12 @@ pub enum ApiError {
     /// The resource already exists.
     #[error("{0}")]
     Conflict(String),
+    /// Storing one more persona would pass the limit of `0`. Answered 409
+    /// `too_many_personas`: the request conflicts with the store's state,
+    /// and deleting a persona resolves it; the persona itself is fine, so
+    /// not 422.
+    #[error("at most {0} personas may be stored; delete one first")]
+    TooManyPersonas(usize),
     /// A well-formed persona whose values are unacceptable; one message per
     /// problem.
     #[error("the persona is invalid: {}", .problems.join("; "))]
@@ -87,6 +93,7 @@ impl IntoResponse for ApiError {
             ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::TooManyPersonas(_) => (StatusCode::CONFLICT, "too_many_personas"),
             ApiError::InvalidPersona { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid_persona")
             }

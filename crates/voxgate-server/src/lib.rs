@@ -40,7 +40,7 @@ use voxgate_providers::supervisor::VendorPolicy;
 use voxgate_store::{RecordWriter, Store, StoreError};
 
 use crate::access::Access;
-use crate::agent::AgentState;
+use crate::agent::{AgentState, ToolClient, ToolClientError};
 use crate::app::{AppState, Lifecycle, Shared};
 use crate::bus::EventBus;
 use crate::config::Config;
@@ -70,6 +70,9 @@ pub enum ServerError {
     /// The Twilio client could not be built.
     #[error("Twilio client: {0}")]
     Twilio(#[from] TwilioError),
+    /// The persona tools' HTTP client could not be built.
+    #[error(transparent)]
+    Tools(#[from] ToolClientError),
 }
 
 /// How long records may take to reach the store once every call has ended.
@@ -88,6 +91,7 @@ impl Server {
     /// before any call is taken, rather than on the first call.
     pub async fn bind(config: Config, prometheus: PrometheusHandle) -> Result<Server, ServerError> {
         let twilio = TwilioApi::from_config(&config.twilio, VendorPolicy::default())?;
+        let tools = ToolClient::new(&config.tools)?;
         let store = Store::connect(&config.database_url).await?;
         store.migrate().await?;
         let listener =
@@ -116,6 +120,7 @@ impl Server {
             twilio,
             access: Access::new(&config, bound),
             outbound: OutboundGate::new(&config.outbound),
+            tools,
             config,
         });
         Ok(Server {

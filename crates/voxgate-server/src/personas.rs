@@ -9,7 +9,11 @@
 //! a `PUT` body may leave out the name (the path gives it) and a `POST`
 //! body must not. A body that is not a persona document (not JSON, unknown
 //! fields, wrong types) is answered 400; a persona whose values are
-//! unacceptable is answered 422 with every problem listed.
+//! unacceptable is answered 422 with every problem listed: among them
+//! values over the size limits, and tool URLs whose host the outbound
+//! policy refuses (loopback, private, metadata…) and `[tools]
+//! allowed_hosts` does not allow. Creating a persona when
+//! [`MAX_PERSONAS`] are stored is answered 409 `too_many_personas`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -20,7 +24,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use voxgate_core::events::JobConfig;
-use voxgate_core::persona::{DEFAULT_PERSONA, PersonaSpec};
+use voxgate_core::outbound::AllowedHosts;
+use voxgate_core::persona::{DEFAULT_PERSONA, MAX_PERSONAS, PersonaSpec};
 use voxgate_store::{Store, Written};
 
 use crate::app::AppState;
@@ -98,11 +103,12 @@ pub async fn create_persona(
     State(state): State<AppState>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let spec = parse_spec(body?.0, None)?;
+    let spec = parse_spec(body?.0, None, &state.config.tools.allowed_hosts)?;
     let conflict = || ApiError::Conflict(format!("persona {:?} already exists", spec.name));
     if spec.name == DEFAULT_PERSONA {
         return Err(conflict());
     }
+    check_room(&state.store).await?;
     if !state.store.insert_persona(&spec, unix_ms()).await? {
         return Err(conflict());
     }
@@ -116,7 +122,10 @@ pub async fn put_persona(
     Path(name): Path<String>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let spec = parse_spec(body?.0, Some(&name))?;
+    let spec = parse_spec(body?.0, Some(&name), &state.config.tools.allowed_hosts)?;
+    if state.store.get_persona(&spec.name).await?.is_none() {
+        check_room(&state.store).await?;
+    }
     let written = state.store.put_persona(&spec, unix_ms()).await?;
     // The default always existed, so writing it replaces it.
     if written == Written::Created && spec.name != DEFAULT_PERSONA {
@@ -140,10 +149,26 @@ pub async fn delete_persona(
     }
 }
 
+/// Refuses a new persona when [`MAX_PERSONAS`] are stored. Counted before
+/// writing, so requests racing at the limit may pass it by a few: the
+/// limit bounds the store, it is not a quota.
+async fn check_room(store: &Store) -> Result<(), ApiError> {
+    let stored = store.count_personas().await?;
+    if usize::try_from(stored).unwrap_or(usize::MAX) >= MAX_PERSONAS {
+        return Err(ApiError::TooManyPersonas(MAX_PERSONAS));
+    }
+    Ok(())
+}
+
 /// Reads a persona from a request body. `path_name` is the name in the URL
 /// (`PUT`), which a body without a name takes; without one (`POST`) the
-/// body must name the persona.
-fn parse_spec(mut body: Value, path_name: Option<&str>) -> Result<PersonaSpec, ApiError> {
+/// body must name the persona. Tool hosts in `allowed` pass the outbound
+/// policy.
+fn parse_spec(
+    mut body: Value,
+    path_name: Option<&str>,
+    allowed: &AllowedHosts,
+) -> Result<PersonaSpec, ApiError> {
     let Some(fields) = body.as_object_mut() else {
         return Err(ApiError::BadRequest(
             "a persona must be a JSON object".into(),
@@ -169,7 +194,7 @@ fn parse_spec(mut body: Value, path_name: Option<&str>) -> Result<PersonaSpec, A
             spec.name
         ));
     }
-    problems.extend(spec.problems());
+    problems.extend(spec.problems(allowed));
     if problems.is_empty() {
         Ok(spec)
     } else {
@@ -357,7 +382,12 @@ mod tests {
 
     #[test]
     fn a_put_body_takes_the_name_from_the_path() {
-        let spec = parse_spec(serde_json::json!({"greeting": "Hi"}), Some("sales")).expect("valid");
+        let spec = parse_spec(
+            serde_json::json!({"greeting": "Hi"}),
+            Some("sales"),
+            &AllowedHosts::default(),
+        )
+        .expect("valid");
         assert_eq!(spec.name, "sales");
         assert_eq!(spec.greeting, "Hi");
     }
@@ -365,7 +395,9 @@ mod tests {
     #[test]
     fn every_problem_is_reported_at_once() {
         let body = serde_json::json!({"name": "x y", "vad": {"activation_threshold": 2.0}});
-        let Err(ApiError::InvalidPersona { problems }) = parse_spec(body, Some("z")) else {
+        let Err(ApiError::InvalidPersona { problems }) =
+            parse_spec(body, Some("z"), &AllowedHosts::default())
+        else {
             panic!("expected an invalid persona");
         };
         assert_eq!(problems.len(), 3, "{problems:?}");
@@ -374,9 +406,11 @@ mod tests {
 
     #[test]
     fn a_post_body_must_name_the_persona() {
-        let Err(ApiError::InvalidPersona { problems }) =
-            parse_spec(serde_json::json!({"greeting": "Hi"}), None)
-        else {
+        let Err(ApiError::InvalidPersona { problems }) = parse_spec(
+            serde_json::json!({"greeting": "Hi"}),
+            None,
+            &AllowedHosts::default(),
+        ) else {
             panic!("expected an invalid persona");
         };
         assert_eq!(problems, ["name is required"]);

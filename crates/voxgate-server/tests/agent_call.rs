@@ -648,18 +648,26 @@ fn tool_call(id: &str, name: &str, arguments: &str) -> ToolCall {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_calls_a_persona_tool_then_ends_the_call() {
     let (tool_addr, bodies) = tool_server(r#"{"sky":"sunny"}"#).await;
-    let (server, llm) = server_with(Script {
-        transcripts: vec!["What is the weather in Paris?"],
-        reply: Ok("Unused."),
-        word_gap: Duration::from_millis(5),
-        rounds: vec![
-            ("", vec![tool_call("w1", "weather", r#"{"city":"Paris"}"#)]),
-            (
-                "It is sunny in Paris. Goodbye!",
-                vec![tool_call("e1", "end_call", "{}")],
-            ),
-        ],
-    })
+    let (server, llm) = server_configured(
+        Script {
+            transcripts: vec!["What is the weather in Paris?"],
+            reply: Ok("Unused."),
+            word_gap: Duration::from_millis(5),
+            rounds: vec![
+                ("", vec![tool_call("w1", "weather", r#"{"city":"Paris"}"#)]),
+                (
+                    "It is sunny in Paris. Goodbye!",
+                    vec![tool_call("e1", "end_call", "{}")],
+                ),
+            ],
+        },
+        // The stand-in tool is on loopback, which tools may not reach
+        // unless the operator allows it.
+        |config| {
+            config.tools.allowed_hosts =
+                voxgate_core::outbound::AllowedHosts::parse("127.0.0.1").expect("valid");
+        },
+    )
     .await;
     create_persona(
         &server,
@@ -714,6 +722,64 @@ async fn the_agent_calls_a_persona_tool_then_ends_the_call() {
         said.iter().any(|t| t.contains("sunny in Paris")),
         "{said:?}"
     );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_at_an_internal_address_is_refused_at_call_time_and_the_model_told() {
+    let (tool_addr, bodies) = tool_server(r#"{"sky":"sunny"}"#).await;
+    let (server, llm) = server_with(Script {
+        transcripts: vec!["What is the weather in Paris?"],
+        reply: Ok("Unused."),
+        word_gap: Duration::from_millis(5),
+        rounds: vec![
+            ("", vec![tool_call("w1", "weather", r#"{"city":"Paris"}"#)]),
+            (
+                "I cannot check the weather. Goodbye!",
+                vec![tool_call("e1", "end_call", "{}")],
+            ),
+        ],
+    })
+    .await;
+    // Saved straight to the store, as a persona saved before the policy,
+    // or under an allow-list since shortened: the API would refuse it.
+    let persona: voxgate_core::persona::PersonaSpec = serde_json::from_value(serde_json::json!({
+        "name": "snoop",
+        "tools": [{"name": "weather", "url": format!("http://{tool_addr}/weather")}],
+    }))
+    .expect("a persona");
+    let store = &server.handle.app_state().store;
+    store.put_persona(&persona, 0).await.expect("stored");
+    let refused_before = metric(
+        server.addr,
+        r#"voxgate_tool_calls_total{outcome="forbidden_address"}"#,
+    )
+    .await;
+
+    let caller = greeted_caller_as(&server, "agenttools02", "snoop").await;
+    caller.say(speech(800));
+    server
+        .eventually("the agent hangs up", |h| h.running_tasks() == 0)
+        .await;
+    caller.hang_up().await;
+    assert!(
+        bodies.lock().expect("lock").is_empty(),
+        "the tool was not reached"
+    );
+    let prompts = llm.prompts.lock().expect("lock").clone();
+    assert_eq!(prompts.len(), 2, "prompted again with the refusal");
+    let result = prompts[1].messages.last().expect("a tool result");
+    assert_eq!(result.role, Role::Tool);
+    assert_eq!(
+        result.content,
+        "error: the tool's address is not allowed (127.0.0.1 is a loopback address)"
+    );
+    let refused = metric(
+        server.addr,
+        r#"voxgate_tool_calls_total{outcome="forbidden_address"}"#,
+    )
+    .await;
+    assert_eq!(refused, refused_before + 1.0);
     server.stop().await;
 }
 

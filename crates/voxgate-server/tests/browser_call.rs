@@ -159,6 +159,47 @@ async fn a_second_start_is_refused_with_already_started() {
 }
 
 #[tokio::test]
+async fn config_over_the_persona_limits_is_refused_and_the_call_goes_on() {
+    use voxgate_core::persona::MAX_INSTRUCTIONS_CHARS;
+    let server = TestServer::start().await;
+    let mut monitor = connect(server.addr, "/events").await;
+    next_of_type(&mut monitor, "connection_established").await;
+    send_text(&mut monitor, r#"{"type":"subscribe","call_id":"*"}"#).await;
+    next_of_type(&mut monitor, "subscribed").await;
+
+    let long = "x".repeat(MAX_INSTRUCTIONS_CHARS + 1);
+    let mut browser = open_browser(&server).await;
+    send_text(
+        &mut browser,
+        json!({"type": "start", "instructions": long}).to_string(),
+    )
+    .await;
+    assert_error(&mut browser, "invalid_field").await;
+    let id = call_id(&start_call(&mut browser, "support").await);
+    next_of_type(&mut monitor, "call.started").await;
+
+    send_text(
+        &mut browser,
+        json!({"type": "config", "instructions": long}).to_string(),
+    )
+    .await;
+    assert_error(&mut browser, "invalid_field").await;
+    assert_pong_next(&mut browser).await;
+    send_text(&mut browser, r#"{"type":"config","greeting":"Hello"}"#).await;
+    let updated = next_of_type(&mut monitor, "call.config_updated").await;
+    assert_eq!(updated["call_id"], id.as_str());
+    assert_eq!(
+        updated["config"],
+        json!({"persona": "support", "greeting": "Hello"}),
+        "nothing of the refused config was applied"
+    );
+
+    hang_up(&mut browser).await;
+    drop(monitor);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn config_mid_call_is_published_to_monitors() {
     let server = TestServer::start().await;
     let mut monitor = connect(server.addr, "/events").await;

@@ -148,6 +148,56 @@ async fn held_config_applies_to_the_next_call_the_session_sees_start() {
 }
 
 #[tokio::test]
+async fn config_over_the_persona_limits_is_refused_and_the_call_unchanged() {
+    use voxgate_core::persona::MAX_INSTRUCTIONS_CHARS;
+    let server = TestServer::start().await;
+    let (mut mon, _) = monitor(&server).await;
+    send_text(&mut mon, r#"{"type":"subscribe","call_id":"CAlimit001"}"#).await;
+    next_of_type(&mut mon, "subscribed").await;
+    let (mut call, mut caller) = start_call(&server, "limit001", "default").await;
+    next_of_type(&mut mon, "call.started").await;
+
+    let long = serde_json::json!({
+        "type": "config",
+        "call_id": "CAlimit001",
+        "persona": "sales",
+        "instructions": "x".repeat(MAX_INSTRUCTIONS_CHARS + 1),
+    });
+    send_text(&mut mon, long.to_string()).await;
+    let error = next_of_type(&mut mon, "error").await;
+    assert_eq!(error["code"], "invalid_field", "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("instructions")),
+        "{error}"
+    );
+    // Held configuration is refused alike.
+    let held = serde_json::json!({"type": "config", "greeting": "g".repeat(501)});
+    send_text(&mut mon, held.to_string()).await;
+    assert_eq!(
+        next_of_type(&mut mon, "error").await["code"],
+        "invalid_field"
+    );
+
+    send_text(
+        &mut mon,
+        r#"{"type":"config","call_id":"CAlimit001","voice":"joe"}"#,
+    )
+    .await;
+    next_of_type(&mut mon, "config.applied").await;
+    let updated = next_of_type(&mut mon, "call.config_updated").await;
+    assert_eq!(
+        updated["config"],
+        serde_json::json!({"persona": "default", "voice": "joe"}),
+        "nothing of the refused config was applied"
+    );
+    stop_call(&mut call, &mut caller).await;
+    assert_eq!(server.record("CAlimit001").await["persona"], "default");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn config_with_a_call_id_updates_that_live_call() {
     let server = TestServer::start().await;
     let (mut mon, _) = monitor(&server).await;

@@ -10,7 +10,10 @@ use common::{TestServer, http_exchange, json_request};
 use serde_json::{Value, json};
 use sqlx::Connection;
 use voxgate_core::events::JobConfig;
-use voxgate_core::persona::PersonaSpec;
+use voxgate_core::persona::{
+    MAX_PERSONAS, MAX_TOOL_DESCRIPTION_CHARS, MAX_TOOL_PARAMETERS_BYTES, MAX_TOOL_URL_LEN,
+    MAX_TOOLS, MAX_TRANSFER_NUMBERS, PersonaSpec,
+};
 use voxgate_server::personas::resolve_persona;
 
 /// One exchange: status, lower-cased head, and the body as JSON (`Null`
@@ -189,6 +192,116 @@ async fn unacceptable_values_are_listed_as_problems() {
     // Nothing was stored.
     let (_, list) = get(addr, "/api/personas").await;
     assert_eq!(names(&list), ["default"]);
+    server.stop().await;
+}
+
+/// A persona named `name` with `tools` (JSON array text).
+fn with_tools(name: &str, tools: &str) -> String {
+    format!(r#"{{"name":"{name}","tools":{tools}}}"#)
+}
+
+fn tool(name: &str, extra: &str) -> String {
+    format!(r#"{{"name":"{name}","url":"https://tools.example.com/{name}"{extra}}}"#)
+}
+
+#[tokio::test]
+async fn every_field_is_bounded() {
+    let server = TestServer::start().await;
+    let addr = server.addr;
+    let seventeen: Vec<String> = (0..=MAX_TOOLS)
+        .map(|i| tool(&format!("t{i}"), ""))
+        .collect();
+    let numbers: Vec<String> = (0..=MAX_TRANSFER_NUMBERS)
+        .map(|i| format!(r#""+1415555{i:04}""#))
+        .collect();
+    let long_description = format!(
+        r#","description":"{}""#,
+        "d".repeat(MAX_TOOL_DESCRIPTION_CHARS + 1)
+    );
+    let big_schema = format!(
+        r#","parameters":{{"type":"object","description":"{}"}}"#,
+        "p".repeat(MAX_TOOL_PARAMETERS_BYTES)
+    );
+    let long_url = format!(
+        r#"{{"name":"t","url":"https://tools.example.com/{}"}}"#,
+        "u".repeat(MAX_TOOL_URL_LEN)
+    );
+    let cases = [
+        (
+            with_tools("many", &format!("[{}]", seventeen.join(","))),
+            "at most 16 tools",
+        ),
+        (
+            format!(
+                r#"{{"name":"numbers","transfer_numbers":[{}]}}"#,
+                numbers.join(",")
+            ),
+            "at most 16 numbers",
+        ),
+        (
+            with_tools("wordy", &format!("[{}]", tool("t", &long_description))),
+            "description",
+        ),
+        (
+            with_tools("schema", &format!("[{}]", tool("t", &big_schema))),
+            "bytes of JSON",
+        ),
+        (
+            with_tools("longurl", &format!("[{long_url}]")),
+            "url must be at most 2048 bytes",
+        ),
+    ];
+    for (body, mentioned) in cases {
+        let (status, _, answer) = send(addr, "POST", "/api/personas", &body).await;
+        assert_eq!(status, 422, "{mentioned}: {answer}");
+        let listed = problems(&answer);
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert!(listed[0].contains(mentioned), "{listed:?}");
+    }
+    // At the limits is fine.
+    let sixteen = seventeen[..MAX_TOOLS].join(",");
+    let (status, _, answer) = send(
+        addr,
+        "POST",
+        "/api/personas",
+        &with_tools("full", &format!("[{sixteen}]")),
+    )
+    .await;
+    assert_eq!(status, 201, "{answer}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_number_of_stored_personas_is_bounded() {
+    let server = TestServer::start().await;
+    let addr = server.addr;
+    let store = &server.handle.app_state().store;
+    for i in 0..MAX_PERSONAS - 1 {
+        let spec = PersonaSpec {
+            name: format!("p{i:04}"),
+            ..PersonaSpec::default()
+        };
+        store.put_persona(&spec, 0).await.expect("stored");
+    }
+    // The last place is taken through the API.
+    let (status, _, answer) = send(addr, "PUT", "/api/personas/last", "{}").await;
+    assert_eq!(status, 201, "{answer}");
+
+    let (status, _, answer) = send(addr, "POST", "/api/personas", r#"{"name":"more"}"#).await;
+    assert_eq!(status, 409, "{answer}");
+    error_of(&answer, "too_many_personas");
+    let (status, _, answer) = send(addr, "PUT", "/api/personas/more", "{}").await;
+    assert_eq!(status, 409, "{answer}");
+    error_of(&answer, "too_many_personas");
+    // Replacing one is not adding one.
+    let (status, _, answer) =
+        send(addr, "PUT", "/api/personas/p0001", r#"{"greeting":"Hi"}"#).await;
+    assert_eq!(status, 200, "{answer}");
+    // Deleting one makes room.
+    let (status, _, _) = send(addr, "DELETE", "/api/personas/p0000", "").await;
+    assert_eq!(status, 204);
+    let (status, _, answer) = send(addr, "POST", "/api/personas", r#"{"name":"more"}"#).await;
+    assert_eq!(status, 201, "{answer}");
     server.stop().await;
 }
 

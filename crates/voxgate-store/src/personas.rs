@@ -46,6 +46,15 @@ impl Store {
             .collect()
     }
 
+    /// How many personas are stored.
+    pub async fn count_personas(&self) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM personas")
+            .fetch_one(self.pool())
+            .await
+            .map_err(|err| StoreError::query("count personas", err))?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     /// The stored persona called `name`.
     pub async fn get_persona(&self, name: &str) -> Result<Option<PersonaSpec>, StoreError> {
         let row = sqlx::query("SELECT spec FROM personas WHERE name = $1")

@@ -19,6 +19,7 @@ pub use chat::{CHAT_HISTORY, ChatAnswer, chat_turn};
 pub use providers::{APOLOGY, Providers};
 pub use realtime::{RealtimeAgent, RealtimeSettings, spawn_realtime_agent};
 pub use task::{AgentAction, AgentHandle, AgentSpec, CallTransfer, spawn_agent};
+pub use tools::{LookupHost, SystemLookup, ToolAnswer, ToolClient, ToolClientError, ToolOutcome};
 
 /// Whether this server's calls get an agent.
 #[derive(Debug, Clone, Default)]

@@ -23,7 +23,7 @@ use voxgate_providers::{LlmChunk, LlmRequest, SttStream, VadStream};
 use voxgate_store::{RecordWriter, Store};
 
 use super::Providers;
-use super::tools::run_http_tool;
+use super::tools::ToolClient;
 use super::transcript::TranscriptLog;
 use crate::bus::EventBus;
 use crate::metrics::{AGENT_INPUT_DROPPED, LLM_TOKENS, TURN_STAGE_SECONDS};
@@ -129,6 +129,8 @@ pub struct AgentSpec {
     /// How to transfer this call, when the carrier can (the persona's
     /// transfer numbers are offered to the model only then).
     pub transfer: Option<Arc<dyn CallTransfer>>,
+    /// Calls the persona's HTTP tools.
+    pub tools: ToolClient,
 }
 
 /// Hands a live call over to another number through the carrier's
@@ -173,6 +175,7 @@ pub fn spawn_agent(
         tts_turns: HashMap::new(),
         stt: providers.stt.open(),
         tools: PersonaTools::default(),
+        tool_client: spec.tools.clone(),
     };
     tracker.spawn(
         tts_worker(
@@ -499,6 +502,7 @@ struct Workers {
     stt: Box<dyn SttStream>,
     /// The persona's HTTP tools, by name (a live config replaces them).
     tools: PersonaTools,
+    tool_client: ToolClient,
 }
 
 /// The HTTP tools of the call's current persona, by name.
@@ -611,9 +615,10 @@ impl Workers {
             .get(&call.name)
             .cloned();
         let results = self.results.clone();
+        let client = self.tool_client.clone();
         self.spawn(token, async move {
             let content = match tool {
-                Some(tool) => run_http_tool(&tool, &call.arguments).await,
+                Some(tool) => client.call(&tool, &call.arguments).await.text,
                 None => format!("error: there is no tool named {:?}", call.name),
             };
             let _ = results
