@@ -6,7 +6,7 @@ use std::io::Cursor;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use voxgate_core::audio::recording::DEFAULT_MAX_RECORDING;
+use voxgate_core::audio::recording::{DEFAULT_MAX_RECORDING, MAX_CALLER_GAP};
 use voxgate_core::audio::{CallRecorder, SampleRate, parse_wav};
 
 const RATE: SampleRate = SampleRate::HZ_8000;
@@ -25,6 +25,11 @@ fn channels(wav: &[u8]) -> (Vec<i16>, Vec<i16>) {
 /// `value` repeated `len` times.
 fn tone(value: i16, len: usize) -> Vec<i16> {
     vec![value; len]
+}
+
+/// Sample positions in `d` at `rate`, rounded down (as the recorder counts).
+fn positions(rate: SampleRate, d: Duration) -> u64 {
+    u64::try_from(d.as_nanos() * u128::from(rate.hz()) / 1_000_000_000).expect("test durations")
 }
 
 /// `(value, run length)` pairs, for readable expectations.
@@ -212,6 +217,44 @@ fn audio_past_the_cap_is_dropped_and_counted() {
 }
 
 #[test]
+fn one_frame_stamped_1799_s_costs_a_bounded_gap_not_half_an_hour() {
+    // Before the gap was bounded this allocated about 139 MB at 8 kHz and
+    // 275 MB at 16 kHz: 1799 s of silence, with the WAV buffer's doubling.
+    for rate in [SampleRate::HZ_8000, SampleRate::HZ_16000] {
+        let mut rec = CallRecorder::new(rate);
+        rec.push_caller_at(Duration::from_secs(1799), &vec![1; rate.frame_len()]);
+        let gap = positions(rate, MAX_CALLER_GAP);
+        assert_eq!(rec.position(), gap + rate.frame_len() as u64, "{rate}");
+        let bytes = rec.memory_bytes();
+        assert!(bytes < 1024 * 1024, "{rate}: {bytes} bytes");
+        assert!(bytes as u64 >= 4 * gap, "{rate}: the WAV holds the gap");
+    }
+}
+
+#[test]
+fn a_long_real_gap_is_filled_by_the_frames_that_follow() {
+    let mut rec = CallRecorder::new(RATE);
+    rec.push_caller_at(Duration::from_millis(0), &[1; FRAME]);
+    // 12 s with no audio, then frames again: each may fill 5 s more.
+    rec.push_caller_at(Duration::from_millis(12_020), &[2; FRAME]);
+    assert_eq!(
+        rec.position(),
+        positions(RATE, Duration::from_millis(5_020)) + FRAME as u64
+    );
+    rec.push_caller_at(Duration::from_millis(12_040), &[3; FRAME]);
+    rec.push_caller_at(Duration::from_millis(12_060), &[4; FRAME]);
+    assert_eq!(
+        rec.position(),
+        positions(RATE, Duration::from_millis(12_080))
+    );
+    rec.push_caller_at(Duration::from_millis(12_080), &[5; FRAME]);
+    assert_eq!(
+        rec.position(),
+        positions(RATE, Duration::from_millis(12_100))
+    );
+}
+
+#[test]
 fn the_default_cap_is_documented_as_thirty_minutes() {
     assert_eq!(DEFAULT_MAX_RECORDING, Duration::from_secs(1800));
 }
@@ -282,5 +325,28 @@ proptest! {
         }
         prop_assert_eq!(rec.dropped(), 0);
         prop_assert_eq!(channels(&rec.finish()), model(&ops));
+    }
+}
+
+proptest! {
+    // Few cases: most pushes fill a whole 5 s gap, sample by sample, and
+    // the crate's tests run unoptimized.
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn one_push_grows_the_recorder_by_a_bounded_gap(
+        stamps in prop::collection::vec(any::<u64>(), 1..20),
+    ) {
+        // Without a guard: whatever the timestamps, each push moves the
+        // timeline by at most one gap plus its own samples.
+        let mut rec = CallRecorder::new(RATE);
+        let most = positions(RATE, MAX_CALLER_GAP) + FRAME as u64;
+        for stamp in stamps {
+            let before = rec.position();
+            rec.push_caller_at(Duration::from_nanos(stamp), &[1; FRAME]);
+            prop_assert!(rec.position() - before <= most);
+        }
+        let bound = 2 * (44 + 4 * rec.position()) + 64 * 1024;
+        prop_assert!(rec.memory_bytes() as u64 <= bound);
     }
 }

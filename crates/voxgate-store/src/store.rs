@@ -28,6 +28,44 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 const COLUMNS: &str = "call_sid, stream_sid, from_number, to_number, persona, \
      started_at_ms, ended_at_ms, duration_ms, disposition, end_reason, recording_path";
 
+/// Creates the SQLite file `url` names, empty and with mode 0600, if it does
+/// not exist yet.
+///
+/// The database holds caller numbers and transcripts, and SQLite would
+/// create it with the process umask (typically world-readable 0644).
+/// SQLite takes an empty file as an empty database. The path comes from
+/// sqlx's own parse of the URL, so it is the file sqlx then opens. Failing
+/// here is not an error of its own: sqlx then opens the same path and
+/// reports why it cannot (a missing directory, no permission).
+#[cfg(unix)]
+fn create_private_file(url: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::str::FromStr;
+
+    use sqlx::ConnectOptions;
+    use sqlx::any::AnyConnectOptions;
+    use sqlx::sqlite::SqliteConnectOptions;
+
+    let Ok(options) = AnyConnectOptions::from_str(url)
+        .and_then(|any| SqliteConnectOptions::from_url(&any.database_url))
+    else {
+        return;
+    };
+    let path = options.get_filename();
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    match created {
+        Ok(_) => tracing::debug!(path = %path.display(), "created the SQLite file, mode 0600"),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(err) => {
+            tracing::debug!(path = %path.display(), %err, "cannot create the SQLite file; sqlx will say why");
+        }
+    }
+}
+
 /// Call records in SQLite or Postgres; cheap to clone (a pool handle).
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -39,12 +77,20 @@ impl Store {
     /// Connects to `url`: `sqlite:PATH`, `sqlite://PATH`, `sqlite::memory:`,
     /// `postgres://…`, `postgresql://…`, or a bare file path (a SQLite file).
     ///
-    /// SQLite files are created if missing unless the URL sets `mode=`.
+    /// SQLite files are created if missing unless the URL sets `mode=`
+    /// (other than `mode=rwc`); on Unix a new file is readable and writable
+    /// by the owner only (0600), and so are its `-wal`, `-shm` and
+    /// `-journal` side files, which SQLite creates with the database's
+    /// permissions. An existing file keeps its permissions.
     /// The schema is not touched; call [`Store::migrate`] for that.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
         let target = url::resolve(url)?;
         // Guarded by a `Once` inside sqlx, so calling it per connect is fine.
         sqlx::any::install_default_drivers();
+        #[cfg(unix)]
+        if target.creates_file {
+            create_private_file(&target.url);
+        }
         let mut options = AnyPoolOptions::new().acquire_timeout(ACQUIRE_TIMEOUT);
         if target.in_memory {
             options = options

@@ -27,6 +27,10 @@ pub(crate) struct Target {
     /// `:memory:` names a fresh database, so the pool must hold exactly one
     /// connection for the data to stay visible.
     pub(crate) in_memory: bool,
+    /// Whether connecting creates a missing SQLite file (`mode=rwc`), so
+    /// [`crate::Store::connect`] creates it first, readable by the owner
+    /// only.
+    pub(crate) creates_file: bool,
 }
 
 /// Works out the backend for `raw` and the URL sqlx should get.
@@ -43,6 +47,7 @@ pub(crate) fn resolve(raw: &str) -> Result<Target, StoreError> {
             backend: Backend::Postgres,
             url: raw.to_owned(),
             in_memory: false,
+            creates_file: false,
         });
     }
     if starts_with_ignore_case(raw, "sqlite:") {
@@ -57,6 +62,7 @@ pub(crate) fn resolve(raw: &str) -> Result<Target, StoreError> {
         backend: Backend::Sqlite,
         url: format!("sqlite:{}?mode=rwc", percent_encode_path(raw)),
         in_memory: false,
+        creates_file: true,
     })
 }
 
@@ -71,6 +77,7 @@ fn sqlite_url(raw: &str) -> Target {
         .or_else(|| strip_prefix_ignore_case(location, "sqlite:"))
         .unwrap_or(location);
     let sets_mode = query.is_some_and(|q| q.split('&').any(|p| p.starts_with("mode=")));
+    let sets_rwc = query.is_some_and(|q| q.split('&').any(|p| p == "mode=rwc"));
     let in_memory =
         path == ":memory:" || query.is_some_and(|q| q.split('&').any(|p| p == "mode=memory"));
     let url = match query {
@@ -82,6 +89,7 @@ fn sqlite_url(raw: &str) -> Target {
         backend: Backend::Sqlite,
         url,
         in_memory,
+        creates_file: !in_memory && (sets_rwc || !sets_mode),
     }
 }
 
@@ -244,6 +252,12 @@ mod tests {
         );
         assert_eq!(target("sqlite:v.db?mode=ro").url, "sqlite:v.db?mode=ro");
         assert!(!target("sqlite:v.db").in_memory);
+        assert!(target("sqlite:v.db").creates_file);
+        assert!(target("sqlite:v.db?mode=rwc").creates_file);
+        assert!(!target("sqlite:v.db?mode=ro").creates_file);
+        assert!(!target("sqlite:v.db?mode=rw").creates_file);
+        assert!(target("v.db").creates_file);
+        assert!(!target("postgres://u@h/db").creates_file);
     }
 
     #[test]
@@ -251,6 +265,8 @@ mod tests {
         assert!(target("sqlite::memory:").in_memory);
         assert_eq!(target("sqlite::memory:").url, "sqlite::memory:");
         assert!(target("sqlite://?mode=memory").in_memory);
+        assert!(!target("sqlite::memory:").creates_file);
+        assert!(!target("sqlite://?mode=memory").creates_file);
     }
 
     #[test]

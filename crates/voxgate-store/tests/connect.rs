@@ -150,3 +150,65 @@ fn redact_url_replaces_only_the_password() {
     );
     assert_eq!(redact_url("voxgate.db"), "voxgate.db");
 }
+
+/// The database holds caller numbers and transcripts: a new file, and the
+/// side files SQLite makes next to it, are the owner's alone.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_sqlite_file_is_readable_by_the_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+    use sqlx::{ConnectOptions, Connection, Executor};
+
+    let mode = |path: &Path| {
+        let meta = std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        format!("{:o}", meta.permissions().mode() & 0o777)
+    };
+    let side = |path: &Path, suffix: &str| {
+        let mut side = path.to_owned().into_os_string();
+        side.push(suffix);
+        PathBuf::from(side)
+    };
+    let dir = temp_dir();
+    for (name, url) in [
+        ("bare.db", None),
+        ("url.db", Some("sqlite:{}")),
+        ("rwc.db", Some("sqlite://{}?mode=rwc")),
+    ] {
+        let path = dir.join(name);
+        let shown = path.to_str().expect("utf-8 temp path");
+        let url = url.map_or_else(|| shown.to_owned(), |u| u.replace("{}", shown));
+        let store = Store::connect(&url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        assert_eq!(mode(&path), "600", "{url}");
+
+        // SQLite gives its side files the database's permissions. In WAL
+        // mode they stay while a connection is open, so they can be seen.
+        let mut conn = SqliteConnectOptions::new()
+            .filename(&path)
+            .journal_mode(SqliteJournalMode::Wal)
+            .connect()
+            .await
+            .expect("open in WAL mode");
+        conn.execute("CREATE TABLE wal_probe (x INTEGER)")
+            .await
+            .expect("write");
+        for suffix in ["-wal", "-shm"] {
+            assert_eq!(mode(&side(&path, suffix)), "600", "{url}{suffix}");
+        }
+        conn.close().await.expect("close");
+        store.close().await;
+    }
+
+    // An existing file is the operator's: its mode is left alone.
+    let existing = dir.join("existing.db");
+    std::fs::write(&existing, b"").expect("create");
+    std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let store = Store::connect(existing.to_str().expect("utf-8 temp path"))
+        .await
+        .expect("connect");
+    store.close().await;
+    assert_eq!(mode(&existing), "640");
+    std::fs::remove_dir_all(dir).expect("clean up");
+}

@@ -1,5 +1,6 @@
 //! Audio plumbing for calls: units, G.711 codecs, PCM16 conversion,
-//! resampling, 20 ms framing, in-memory WAV and call recordings.
+//! resampling, 20 ms framing, in-memory WAV, call recordings and the pace
+//! guard that keeps caller audio within the wall clock.
 //!
 //! Everything here is a pure function over buffers or a small state machine
 //! fed by the caller, so the same code serves phone calls (μ-law at 8 kHz,
@@ -13,6 +14,7 @@
 mod error;
 pub mod frame;
 pub mod g711;
+pub mod pace;
 pub mod pcm;
 pub mod recording;
 pub mod resample;
@@ -23,6 +25,7 @@ use std::num::NonZeroU32;
 
 pub use error::AudioError;
 pub use frame::Framer;
+pub use pace::{CallerPace, PaceError};
 pub use recording::CallRecorder;
 pub use resample::Resampler;
 pub use wav::{Side, StereoInterleaver, Wav, parse_wav, wav_header, write_wav_into};

@@ -25,6 +25,28 @@ use super::{SampleRate, Side};
 /// [`CallRecorder::with_max_duration`] for another cap.
 pub const DEFAULT_MAX_RECORDING: Duration = Duration::from_secs(30 * 60);
 
+/// The most silence one [`CallRecorder::push_caller_at`] fills in for a
+/// gap in the caller's timestamps: 5 seconds.
+///
+/// Carriers stream media over TCP, so frames arrive late rather than not at
+/// all; a gap in their timestamps is audio the carrier itself never had
+/// (packets lost before it), typically tens of milliseconds. A timestamp
+/// further ahead than this is more likely wrong than a real gap, and
+/// believing it would cost 4 bytes per sample position of it at once: one
+/// frame stamped 1799 s would make a 30-minute recording's worth of
+/// silence. Capping it bounds what one frame can cost (160 KB at 8 kHz,
+/// 320 KB at 16 kHz). A longer real gap is still filled, up to this much per
+/// frame, by the frames that follow while their timestamps stay ahead.
+///
+/// This only bounds a single frame; [`CallerPace`](super::CallerPace) ties
+/// the whole timeline to the wall clock.
+pub const MAX_CALLER_GAP: Duration = Duration::from_secs(5);
+
+/// Sample positions turned into WAV bytes per pass: draining a long stretch
+/// (a gap, or the end of the call) goes through a scratch buffer this size
+/// (16 KiB), not one as long as the stretch.
+const DRAIN_CHUNK: u64 = 4096;
+
 /// Channels in a recording: caller left, agent right.
 const CHANNELS: u16 = 2;
 /// Bytes per sample position: two PCM16 samples.
@@ -52,8 +74,16 @@ const MAX_WAV_POSITIONS: u64 = (u32::MAX as u64 - WAV_HEADER_LEN as u64) / BYTES
 /// default) cost 4 bytes each, held until [`CallRecorder::finish`]; agent
 /// audio scheduled ahead of the caller is held until the caller's timeline
 /// reaches it. Nothing past the cap is stored (see
-/// [`CallRecorder::dropped`]). Cost per push: one copy of each sample into
-/// the pending tracks, one more into the WAV bytes once final.
+/// [`CallRecorder::dropped`]). A gap in caller timestamps is written as
+/// silence straight into the WAV bytes, at most [`MAX_CALLER_GAP`] per
+/// push. [`CallRecorder::memory_bytes`] says what it all costs. Cost per
+/// push: one copy of each sample into the pending tracks, one more into the
+/// WAV bytes once final.
+///
+/// Caller audio is untrusted: without a clock the recorder cannot tell a
+/// peer that sends audio faster than real time, so a shell puts a
+/// [`CallerPace`](super::CallerPace) in front of it, which keeps the
+/// timeline, and so the memory, within the wall clock.
 #[derive(Debug, Clone)]
 pub struct CallRecorder {
     rate: SampleRate,
@@ -128,6 +158,16 @@ impl CallRecorder {
         self.dropped
     }
 
+    /// Heap bytes the recorder holds: the WAV so far (4 bytes per final
+    /// position, and up to as much again of spare capacity from the
+    /// buffer's amortized doubling), pending audio not yet final, and
+    /// scratch space. For metrics, and for the tests that bound it.
+    pub fn memory_bytes(&self) -> usize {
+        self.wav.capacity()
+            + self.scratch.capacity() * std::mem::size_of::<i16>()
+            + self.tracks.memory_bytes()
+    }
+
     /// Appends caller audio as received; the caller timeline moves on by
     /// `samples.len()`.
     pub fn push_caller(&mut self, samples: &[i16]) {
@@ -148,10 +188,22 @@ impl CallRecorder {
     ///
     /// With no samples, this moves "now" forward to `timestamp`, which a
     /// shell can use to account for time when the caller stream stalls.
+    ///
+    /// One call fills at most [`MAX_CALLER_GAP`] of silence: a timestamp
+    /// further ahead is taken as that far ahead, so a single bogus frame
+    /// costs a bounded amount of memory however large its timestamp.
     pub fn push_caller_at(&mut self, timestamp: Duration, samples: &[i16]) {
-        // A gap is silence: the tracks pad it when the next samples land,
-        // and `finish` pads a trailing one.
-        self.caller_end = self.caller_end.max(samples_in(self.rate, timestamp));
+        let furthest = self
+            .caller_end
+            .saturating_add(samples_in(self.rate, MAX_CALLER_GAP));
+        let gap_end = samples_in(self.rate, timestamp).min(furthest);
+        if gap_end > self.caller_end {
+            self.caller_end = gap_end;
+            // Final right away: the gap goes into the WAV as silence in
+            // bounded chunks instead of padding the pending caller track,
+            // which would hold it twice (there and in the WAV) for a moment.
+            self.settle();
+        }
         self.push_caller(samples);
     }
 
@@ -205,17 +257,17 @@ impl CallRecorder {
     }
 
     fn drain_until(&mut self, until: u64) {
-        if until <= self.tracks.drained() {
-            return;
+        while self.tracks.drained() < until {
+            let step = until.min(self.tracks.drained().saturating_add(DRAIN_CHUNK));
+            self.scratch.clear();
+            self.tracks.drain_until(step, &mut self.scratch);
+            pcm16le_encode_into(&self.scratch, &mut self.wav);
         }
-        self.scratch.clear();
-        self.tracks.drain_until(until, &mut self.scratch);
-        pcm16le_encode_into(&self.scratch, &mut self.wav);
     }
 }
 
 /// Sample positions in `duration` at `rate`, rounded down.
-fn samples_in(rate: SampleRate, duration: Duration) -> u64 {
+pub(super) fn samples_in(rate: SampleRate, duration: Duration) -> u64 {
     let samples = duration.as_nanos() * u128::from(rate.hz()) / 1_000_000_000;
     u64::try_from(samples).unwrap_or(u64::MAX)
 }

@@ -311,6 +311,12 @@ impl StereoInterleaver {
         self.drained
     }
 
+    /// Heap bytes held for pending audio: the capacity of both tracks,
+    /// which stays at the most ever pending between drains.
+    pub fn memory_bytes(&self) -> usize {
+        (self.caller.capacity() + self.agent.capacity()) * std::mem::size_of::<i16>()
+    }
+
     /// Clock position just past the last sample pushed on either side.
     pub fn end(&self) -> u64 {
         self.drained + self.caller.len().max(self.agent.len()) as u64
