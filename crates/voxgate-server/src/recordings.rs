@@ -95,14 +95,14 @@ fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, Recording
         let path = path.to_owned();
         move |source| RecordingError::Io { path, source }
     };
-    std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+    create_private_dir(dir).map_err(io_error(dir))?;
     // Absolute, so the stored path still points at the file if the server
     // later runs from another working directory.
     let dir = std::fs::canonicalize(dir).map_err(io_error(dir))?;
     let path = dir.join(name);
     // Escaped ids hold no `.`, so no recording is ever called this.
     let partial = dir.join(format!("{name}.partial"));
-    let written = std::fs::File::create(&partial).and_then(|mut file| {
+    let written = create_private_file(&partial).and_then(|mut file| {
         file.write_all(bytes)?;
         file.sync_all()
     });
@@ -113,6 +113,37 @@ fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, Recording
         return Err(RecordingError::Io { path, source });
     }
     Ok(path)
+}
+
+// Recordings are callers' voices, so on Unix they are the owner's alone
+// whatever the umask: new directories 0700, files 0600. A directory that
+// already exists keeps the mode the operator gave it.
+
+/// `create_dir_all`, with mode 0700 for every directory it creates.
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// `File::create`, with mode 0600.
+fn create_private_file(path: &Path) -> io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(path)?;
+    // The mode above applies only to a file this call creates; a partial
+    // file left by an earlier attempt keeps its own, and the rename would
+    // carry it over to the recording.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(file)
 }
 
 /// The file at `stored` if it is a regular file inside `dir`, after
@@ -228,6 +259,32 @@ mod tests {
         );
         assert_eq!(file_name(&sid("a\\b%c.")), "a%5Cb%25c%2E.wav");
         assert_eq!(url(&sid("a/b")), "/api/calls/a%2Fb/recording");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn recordings_are_readable_by_the_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+
+        let mode = |path: &Path| {
+            let meta = std::fs::metadata(path).expect("exists");
+            format!("{:o}", meta.permissions().mode() & 0o777)
+        };
+        let base = std::env::temp_dir().join(format!("voxgate-rec-{}", uuid::Uuid::new_v4()));
+        let dir = base.join("calls/recordings");
+        let path = write_file(&dir, "CA1.wav", b"RIFF").expect("written");
+        assert_eq!(mode(&dir), "700");
+        assert_eq!(mode(&base.join("calls")), "700");
+        assert_eq!(mode(&path), "600");
+
+        // A partial file left by an earlier attempt does not pass its mode on.
+        let partial = dir.join("CA2.wav.partial");
+        std::fs::write(&partial, b"half").expect("leftover");
+        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let path = write_file(&dir, "CA2.wav", b"RIFF").expect("written");
+        assert_eq!(mode(&path), "600");
+        assert_eq!(std::fs::read(&path).expect("read"), b"RIFF");
+        std::fs::remove_dir_all(&base).ok();
     }
 
     #[test]
