@@ -6,6 +6,7 @@
 #   fuzz/run.sh            # 30 s per target
 #   fuzz/run.sh 300        # 5 min per target
 #   SANITIZER=none fuzz/run.sh   # if the AddressSanitizer build fails
+#   FUZZ_RSS_MB=512 fuzz/run.sh  # memory limit per target (default 1024 MB)
 #
 # After a long run, shrink the corpus before committing it:
 #   cargo fuzz cmin <target> -- -use_counters=0 -set_cover_merge=1
@@ -13,6 +14,7 @@ set -euo pipefail
 
 secs="${1:-30}"
 sanitizer="${SANITIZER:-address}"
+rss_mb="${FUZZ_RSS_MB:-1024}"
 cd "$(dirname "$0")"
 
 # cargo-fuzz passes nightly-only flags (-Z sanitizer, -C passes=...);
@@ -32,6 +34,7 @@ dict_for() {
 }
 
 cargo fuzz build -s "$sanitizer"
+mkdir -p target
 
 failed=()
 for target in $(cargo fuzz list); do
@@ -41,7 +44,8 @@ for target in $(cargo fuzz list); do
     status=0
     # shellcheck disable=SC2046 # the dict flag is empty or one word
     cargo fuzz run -s "$sanitizer" "$target" -- \
-        -max_total_time="$secs" -max_len=4096 $(dict_for "$target") >"$log" 2>&1 || status=$?
+        -max_total_time="$secs" -max_len=4096 -rss_limit_mb="$rss_mb" \
+        -malloc_limit_mb="$rss_mb" $(dict_for "$target") >"$log" 2>&1 || status=$?
     grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|panicked at|Test unit written|^SUMMARY' "$log" || true
     if [ "$status" -ne 0 ]; then
         echo "!!! $target failed (exit $status); full log: fuzz/$log" >&2

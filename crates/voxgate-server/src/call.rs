@@ -8,7 +8,7 @@ use metrics::{counter, gauge};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-use voxgate_core::audio::{CallRecorder, SampleRate};
+use voxgate_core::audio::{CallRecorder, CallerPace, PaceError, SampleRate};
 use voxgate_core::call::Disposition;
 use voxgate_core::events::{CallEvent, CallStatus, Carrier, JobConfig};
 use voxgate_core::ids::{CallSid, StreamSid};
@@ -19,7 +19,7 @@ use crate::agent::{
     spawn_realtime_agent,
 };
 use crate::app::AppState;
-use crate::metrics::{ACTIVE_CALLS, CALLS};
+use crate::metrics::{ACTIVE_CALLS, CALLER_TIMESTAMPS_CLAMPED, CALLS};
 use crate::recordings::write_recording;
 use crate::registry::{CallCommand, DuplicateCall, Registration};
 
@@ -64,6 +64,8 @@ pub struct LiveCall {
     agent: Option<AgentHandle>,
     /// Both sides of the call, time-aligned; taken when the call ends.
     recorder: Option<CallRecorder>,
+    /// Keeps the caller's audio within real time (plus a burst).
+    pace: CallerPace,
     started: tokio::time::Instant,
     ended: bool,
     // Released after `end` has published and recorded: the call leaves the
@@ -169,6 +171,7 @@ impl LiveCall {
             commands,
             agent,
             recorder: Some(CallRecorder::new(start.audio_rate)),
+            pace: CallerPace::new(start.audio_rate),
             started,
             ended: false,
             _registration: registration,
@@ -196,18 +199,30 @@ impl LiveCall {
         &self.token
     }
 
-    /// Caller audio at the carrier's rate: recorded, then heard by the
-    /// agent. `at` is the carrier's timestamp of the audio, when it sends one.
-    pub fn caller_audio(&mut self, samples: Vec<i16>, at: Option<std::time::Duration>) {
+    /// Caller audio at the carrier's rate: paced against the clock, then
+    /// recorded, then heard by the agent. `at` is the carrier's timestamp
+    /// of the audio, when it sends one.
+    ///
+    /// # Errors
+    /// The peer sends audio faster than real time: the call must end; the
+    /// audio reached neither the recording nor the agent.
+    pub fn caller_audio(
+        &mut self,
+        samples: Vec<i16>,
+        at: Option<std::time::Duration>,
+    ) -> Result<(), PaceError> {
+        let clamped = self.pace.clamped();
+        let at = self.pace.admit(self.started.elapsed(), samples.len(), at)?;
+        if self.pace.clamped() > clamped {
+            counter!(CALLER_TIMESTAMPS_CLAMPED).increment(1);
+        }
         if let Some(recorder) = self.recorder.as_mut() {
-            match at {
-                Some(at) => recorder.push_caller_at(at, &samples),
-                None => recorder.push_caller(&samples),
-            }
+            recorder.push_caller_at(at, &samples);
         }
         if let Some(agent) = &self.agent {
             agent.caller_audio(samples);
         }
+        Ok(())
     }
 
     /// The carrier (or browser) played agent audio up to `mark`.

@@ -302,26 +302,42 @@ fn rfc3339(unix_ms: i64) -> String {
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 500;
 
+/// One page of a list: `?limit=` (1 to 500, default 50) items from
+/// `?offset=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Page {
+    pub(crate) limit: u32,
+    pub(crate) offset: u32,
+}
+
+impl Page {
+    pub(crate) fn from_query(query: &HashMap<String, String>) -> Result<Page, ApiError> {
+        let number = |name: &str, default: u32| -> Result<u32, ApiError> {
+            match query.get(name) {
+                None => Ok(default),
+                Some(raw) => raw.parse().map_err(|_| {
+                    let raw: String = raw.chars().take(32).collect();
+                    ApiError::BadRequest(format!("`{name}` must be a whole number, got {raw:?}"))
+                }),
+            }
+        };
+        let limit = number("limit", DEFAULT_PAGE)?;
+        let offset = number("offset", 0)?;
+        if limit == 0 || limit > MAX_PAGE {
+            return Err(ApiError::BadRequest(format!(
+                "`limit` must be between 1 and {MAX_PAGE}"
+            )));
+        }
+        Ok(Page { limit, offset })
+    }
+}
+
 /// `GET /api/calls?limit=&offset=`: newest first.
 pub async fn list_calls(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let number = |name: &str, default: u32| -> Result<u32, ApiError> {
-        match query.get(name) {
-            None => Ok(default),
-            Some(raw) => raw.parse().map_err(|_| {
-                ApiError::BadRequest(format!("`{name}` must be a whole number, got {raw:?}"))
-            }),
-        }
-    };
-    let limit = number("limit", DEFAULT_PAGE)?;
-    let offset = number("offset", 0)?;
-    if limit == 0 || limit > MAX_PAGE {
-        return Err(ApiError::BadRequest(format!(
-            "`limit` must be between 1 and {MAX_PAGE}"
-        )));
-    }
+    let Page { limit, offset } = Page::from_query(&query)?;
     let calls: Vec<CallView> = state
         .store
         .list_calls(limit, offset)

@@ -1,6 +1,7 @@
 //! The accept loop: HTTP/1.1 connections with a header-read timeout (which
 //! also bounds idle keep-alive waits), a cap on open connections in all and
-//! per IP address, and a rate limit on new connections per IP address.
+//! per IP address (a WebSocket holds its place until it closes), and a
+//! rate limit on new connections per IP address.
 //! Over a limit, the peer gets one short HTTP answer (429 for the rate,
 //! 503 for the caps) and the connection is closed; nothing is spawned for
 //! it. When the server stops, connections get a moment to finish their
@@ -9,7 +10,9 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -17,6 +20,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -28,6 +32,12 @@ use crate::metrics;
 /// How long connections may finish what they are doing once the server
 /// stops (WebSocket calls have already been ended by then).
 const STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// Refused connections read before they are closed, at most at once.
+const LINGERING_REFUSALS: usize = 64;
+
+/// How long a refused connection is read before it is closed.
+const REFUSAL_LINGER: Duration = Duration::from_millis(500);
 
 /// Why a new connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +155,54 @@ impl ConnectionLimits {
     }
 }
 
+/// A connection's socket with its slot: the slot is freed when the socket
+/// is dropped, which for a WebSocket is when the upgraded connection ends,
+/// not when its HTTP exchange does.
+struct SlottedStream {
+    tcp: TcpStream,
+    _slot: ConnectionSlot,
+}
+
+impl AsyncRead for SlottedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SlottedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+}
+
 /// Accepts connections until `stop` is cancelled, then gives open ones
 /// [`STOP_GRACE`] to finish and returns.
 pub async fn serve(
@@ -156,6 +214,7 @@ pub async fn serve(
     let admission = ConnectionLimits::new(limits);
     let header_timeout = limits.header_timeout;
     let connections = TaskTracker::new();
+    let refusals = Arc::new(Semaphore::new(LINGERING_REFUSALS));
     loop {
         let accepted = tokio::select! {
             biased;
@@ -175,7 +234,7 @@ pub async fn serve(
         let slot = match admission.admit(peer.ip()) {
             Ok(slot) => slot,
             Err(refused) => {
-                refuse(&tcp, peer, refused);
+                refuse(tcp, peer, refused, &refusals, &connections);
                 continue;
             }
         };
@@ -185,14 +244,14 @@ pub async fn serve(
         }
         let service = TowerToHyperService::new(router.clone());
         let stop = stop.clone();
+        let io = SlottedStream { tcp, _slot: slot };
         connections.spawn(async move {
-            let _slot = slot;
             let mut builder = http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout);
             let connection = builder
-                .serve_connection(TokioIo::new(tcp), service)
+                .serve_connection(TokioIo::new(io), service)
                 .with_upgrades();
             tokio::pin!(connection);
             tokio::select! {
@@ -217,12 +276,34 @@ pub async fn serve(
 }
 
 /// Answers a refused connection without reading it, then closes it.
-fn refuse(tcp: &TcpStream, peer: SocketAddr, refused: Refused) {
+///
+/// Closing a socket whose request is still unread makes the kernel send a
+/// reset, which may destroy the answer before the peer reads it. So, while
+/// few refusals are in flight, the refused request is read (briefly, and
+/// at most a few KiB) before the close; in a flood, sockets are simply
+/// closed, and cost nothing.
+fn refuse(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    refused: Refused,
+    lingering: &Arc<Semaphore>,
+    tasks: &TaskTracker,
+) {
     metrics::limited(refused.label());
     tracing::debug!(%peer, limit = refused.label(), "connection refused");
     // A fresh socket's send buffer takes these few bytes at once; if not,
     // the peer simply sees the close.
     let _ = tcp.try_write(refused.answer());
+    let Ok(permit) = lingering.clone().try_acquire_owned() else {
+        return;
+    };
+    tasks.spawn(async move {
+        let _permit = permit;
+        let mut tcp = tcp;
+        let _ = tcp.shutdown().await;
+        let mut sink = [0; 4096];
+        let _ = tokio::time::timeout(REFUSAL_LINGER, tcp.read(&mut sink)).await;
+    });
 }
 
 #[cfg(test)]

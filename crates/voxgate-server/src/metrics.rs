@@ -36,6 +36,8 @@ pub const TURN_STAGE_SECONDS: &str = "voxgate_turn_stage_seconds";
 pub const LLM_TOKENS: &str = "voxgate_llm_tokens_total";
 /// Calls of the personas' HTTP tools by outcome.
 pub const TOOL_CALLS: &str = "voxgate_tool_calls_total";
+/// Caller frames whose carrier timestamp ran ahead of the clock (ignored).
+pub const CALLER_TIMESTAMPS_CLAMPED: &str = "voxgate_caller_timestamps_clamped_total";
 /// Requests refused by the access model, by reason.
 pub const ACCESS_DENIED: &str = "voxgate_access_denied_total";
 /// Requests and connections refused by a rate or count limit, by limit.
@@ -72,6 +74,10 @@ pub fn describe() {
     );
     describe_counter!(LLM_TOKENS, "Language-model tokens by kind, when reported");
     describe_counter!(TOOL_CALLS, "Persona HTTP tool calls by outcome");
+    describe_counter!(
+        CALLER_TIMESTAMPS_CLAMPED,
+        "Caller frames whose timestamp ran ahead of the clock and was ignored"
+    );
     describe_counter!(
         ACCESS_DENIED,
         "Requests refused by the access model by reason"

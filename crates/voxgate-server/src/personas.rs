@@ -15,11 +15,12 @@
 //! allowed_hosts` does not allow. Creating a persona when
 //! [`MAX_PERSONAS`] are stored is answered 409 `too_many_personas`.
 
+use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
@@ -29,7 +30,7 @@ use voxgate_core::persona::{DEFAULT_PERSONA, MAX_PERSONAS, PersonaSpec};
 use voxgate_store::{Store, Written};
 
 use crate::app::AppState;
-use crate::http::ApiError;
+use crate::http::{ApiError, Page};
 
 /// The persona a call with job configuration `job` runs with: the one
 /// `job.persona` names (the default when it names none), with the job's
@@ -74,15 +75,32 @@ async fn stored_default(store: &Store) -> PersonaSpec {
     }
 }
 
-/// `GET /api/personas`: every persona by name, the default always among them.
-pub async fn list_personas(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// `GET /api/personas?limit=&offset=`: personas by name, the default
+/// always among them; `total` counts them all.
+pub async fn list_personas(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let page = Page::from_query(&query)?;
+    // At most MAX_PERSONAS are stored, so the whole list fits in memory.
     let mut personas = state.store.list_personas().await?;
     if !personas.iter().any(|p| p.name == DEFAULT_PERSONA) {
         // The store lists by name; keep that order.
         let at = personas.partition_point(|p| p.name.as_str() < DEFAULT_PERSONA);
         personas.insert(at, PersonaSpec::default());
     }
-    Ok(Json(serde_json::json!({ "personas": personas })))
+    let total = personas.len();
+    let page_of: Vec<PersonaSpec> = personas
+        .into_iter()
+        .skip(page.offset as usize)
+        .take(page.limit as usize)
+        .collect();
+    Ok(Json(serde_json::json!({
+        "personas": page_of,
+        "total": total,
+        "limit": page.limit,
+        "offset": page.offset,
+    })))
 }
 
 /// `GET /api/personas/{name}`.

@@ -489,3 +489,27 @@ async fn personas_round_trip_on_postgres() {
     server.stop().await;
     postgres_admin(&format!("DROP DATABASE {name} WITH (FORCE)")).await;
 }
+
+#[tokio::test]
+async fn the_persona_list_comes_in_pages() {
+    let server = TestServer::start().await;
+    for name in ["alpha", "beta", "gamma"] {
+        let (status, _, body) = send(
+            server.addr,
+            "POST",
+            "/api/personas",
+            &format!(r#"{{"name":"{name}"}}"#),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (status, first) = get(server.addr, "/api/personas?limit=2").await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(names(&first), ["alpha", "beta"]);
+    assert_eq!(first["total"], 4);
+    let (_, second) = get(server.addr, "/api/personas?limit=2&offset=2").await;
+    assert_eq!(names(&second), ["default", "gamma"]);
+    let (status, _) = get(server.addr, "/api/personas?limit=100000").await;
+    assert_eq!(status, 400);
+    server.stop().await;
+}

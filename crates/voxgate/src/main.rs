@@ -215,6 +215,20 @@ async fn check(config: Result<Config, ConfigError>) -> ExitCode {
         Err(problems) => return report_config_problems(&problems),
     };
     let mut failed = false;
+    match (&config.access.admin_token, config.exposure()) {
+        (Some(_), _) => println!(
+            "ok: admin token set: /api, /events, /browser-stream and /metrics need it"
+        ),
+        (None, None) => println!(
+            "ok: no admin token: the server listens on {} only, with no public URL",
+            config.listen
+        ),
+        // Config::load refuses this; kept for a config built another way.
+        (None, Some(exposure)) => {
+            eprintln!("error: VOXGATE_ADMIN_TOKEN: must be set: {exposure}");
+            failed = true;
+        }
+    }
     match voxgate_server::recordings::check_dir(&config.recordings_dir) {
         Ok(found) => println!("ok: recordings dir {found}"),
         Err(problem) => {

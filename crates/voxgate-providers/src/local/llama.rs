@@ -337,8 +337,12 @@ impl Slot {
                             .lock()
                             .unwrap_or_else(std::sync::PoisonError::into_inner) = prompt;
                     }
-                    if let Err(e) = inner.generate(&mut cached, job.messages, &job.tx) {
-                        // The context may be half-updated: start clean.
+                    let generated = super::survive_panic(PROVIDER, || {
+                        inner.generate(&mut cached, job.messages, &job.tx)
+                    });
+                    if let Err(e) = generated {
+                        // The context may be half-updated (or a panic left
+                        // it so): start clean.
                         cached = None;
                         let _ = job.tx.blocking_send(Err(e));
                     }

@@ -207,7 +207,13 @@ impl TextToSpeech for PiperTts {
                 // finds the receiver gone.
                 drop(runtime.spawn_blocking(move || {
                     let _running = Running(&inner.running);
-                    inner.synthesize_into(&text, &tx);
+                    let synthesized = super::survive_panic(PROVIDER, || {
+                        inner.synthesize_into(&text, &tx);
+                        Ok(())
+                    });
+                    if let Err(e) = synthesized {
+                        let _ = tx.blocking_send(Err(e));
+                    }
                 }));
             }
             Err(_) => {

@@ -259,7 +259,7 @@ impl TranscribeUtterance for WhisperStt {
             if tx.is_closed() {
                 return;
             }
-            let result = inner.transcribe(&audio);
+            let result = super::survive_panic(PROVIDER, || inner.transcribe(&audio));
             // The caller may have stopped waiting; nothing to do then.
             let _ = tx.blocking_send(result);
         });

@@ -176,7 +176,12 @@ async fn serve<S: WsSocket>(
                         if let Some(call) = call.as_mut() {
                             let mut samples = Vec::with_capacity(audio.len() / 2);
                             match pcm16le_decode_into(&audio, &mut samples) {
-                                Ok(()) => call.caller_audio(samples, None),
+                                Ok(()) => {
+                                    if let Err(e) = call.caller_audio(samples, None) {
+                                        conn.bad_input("too_fast");
+                                break CallEnd::too_fast(&e);
+                                    }
+                                }
                                 Err(e) => tracing::warn!(error = %e, "undecodable browser audio"),
                             }
                         }

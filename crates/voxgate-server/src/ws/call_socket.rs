@@ -1,6 +1,7 @@
 //! What carrier and browser call sockets share: commands for the call, and
 //! how the way a connection ends becomes the way its call ends.
 
+use voxgate_core::audio::PaceError;
 use voxgate_core::call::Disposition;
 
 use axum::extract::ws::Message;
@@ -62,6 +63,17 @@ impl CallEnd {
             metric: "start_timeout",
             disposition: Disposition::Timeout,
             detail: "no start before the start timeout".into(),
+        }
+    }
+
+    /// The peer sent caller audio faster than real time.
+    pub(super) fn too_fast(error: &PaceError) -> Self {
+        CallEnd::Close {
+            code: close_code::POLICY,
+            reason: "audio faster than real time",
+            metric: "too_fast",
+            disposition: Disposition::Error,
+            detail: error.to_string(),
         }
     }
 

@@ -162,7 +162,10 @@ async fn serve<S: WsSocket>(socket: S, state: AppState, slot: OwnedSemaphorePerm
                             let mut samples = Vec::with_capacity(media.payload.len());
                             ulaw_decode_into(&media.payload, &mut samples);
                             let at = Duration::from_millis(media.timestamp_ms);
-                            call.caller_audio(samples, Some(at));
+                            if let Err(e) = call.caller_audio(samples, Some(at)) {
+                                conn.bad_input("too_fast");
+                                break CallEnd::too_fast(&e);
+                            }
                         }
                     }
                     Ok(StreamInput::MarkPlayed(mark)) => {
