@@ -312,31 +312,34 @@ async fn the_admin_token_is_never_in_an_answer() {
     let echo_bait = format!("Bearer {ADMIN}x");
     let wrong = [("Authorization", echo_bait.as_str())];
     let mut seen = Vec::new();
-    for (method, path, body, headers) in [
-        ("POST", "/api/login", login.as_str(), &[][..]),
-        ("POST", "/api/login", almost.as_str(), &[][..]),
-        ("POST", "/api/login", r#"{"token":1}"#, &[][..]),
-        ("GET", "/api/personas", "", &wrong[..]),
-        ("GET", "/api/session", "", &with_token[..]),
-        ("GET", "/metrics", "", &with_token[..]),
-        ("GET", "/api/calls", "", &with_token[..]),
-        ("POST", "/api/call-tokens", "{}", &with_token[..]),
+    for (expected, method, path, body, headers) in [
+        (204, "POST", "/api/login", login.as_str(), &[][..]),
+        (401, "POST", "/api/login", almost.as_str(), &[][..]),
+        (422, "POST", "/api/login", r#"{"token":1}"#, &[][..]),
+        (401, "GET", "/api/personas", "", &wrong[..]),
+        (200, "GET", "/api/session", "", &with_token[..]),
+        (200, "GET", "/metrics", "", &with_token[..]),
+        (200, "GET", "/api/calls", "", &with_token[..]),
+        (201, "POST", "/api/call-tokens", "{}", &with_token[..]),
         (
+            404,
             "POST",
             "/api/call-tokens",
             r#"{"persona":"nobody"}"#,
             &with_token[..],
         ),
         (
+            422,
             "POST",
             "/api/personas",
             r#"{"name":"bad name!"}"#,
             &with_token[..],
         ),
-        ("GET", "/api/nothing-here", "", &with_token[..]),
-        ("POST", "/api/logout", "", &with_token[..]),
+        (404, "GET", "/api/nothing-here", "", &with_token[..]),
+        (204, "POST", "/api/logout", "", &with_token[..]),
     ] {
         let (status, head, answer) = send(&server, method, path, body, headers).await;
+        assert_eq!(status, expected, "{method} {path}: {answer}");
         seen.push(format!("{method} {path} -> {status}\n{head}\n{answer}"));
     }
     let (_, refused) = try_connect(server.addr, "/events", &[("authorization", &echo_bait)])
