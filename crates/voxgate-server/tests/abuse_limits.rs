@@ -131,8 +131,7 @@ async fn monitor_connections_are_capped() {
     let _second = monitor(&server).await;
     let (status, body) = try_connect(server.addr, "/events", &[])
         .await
-        .err()
-        .expect("a third monitor is refused");
+        .expect_err("a third monitor is refused");
     assert_eq!(status, 429, "{body}");
     assert_eq!(json_body(&body)["error"]["code"], "too_many_requests");
     drop(first);
@@ -507,9 +506,9 @@ struct WarnCounter {
     count: Arc<AtomicUsize>,
 }
 
-struct Message_(String);
+struct WarnMessage(String);
 
-impl tracing::field::Visit for Message_ {
+impl tracing::field::Visit for WarnMessage {
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn Debug) {
         if field.name() == "message" {
             self.0 = format!("{value:?}");
@@ -530,7 +529,7 @@ impl tracing::Subscriber for WarnCounter {
         if *event.metadata().level() != tracing::Level::WARN {
             return;
         }
-        let mut message = Message_(String::new());
+        let mut message = WarnMessage(String::new());
         event.record(&mut message);
         if message.0.contains(self.needle) {
             self.count.fetch_add(1, Ordering::SeqCst);

@@ -344,8 +344,7 @@ async fn the_admin_token_is_never_in_an_answer() {
     }
     let (_, refused) = try_connect(server.addr, "/events", &[("authorization", &echo_bait)])
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     seen.push(refused);
     for answer in &seen {
         assert!(
