@@ -235,6 +235,38 @@ pub async fn metric(addr: SocketAddr, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// `request` with one more header line, right after the request line.
+pub fn with_header(request: String, name: &str, value: &str) -> String {
+    request.replacen("\r\n", &format!("\r\n{name}: {value}\r\n"), 1)
+}
+
+/// `request` (from one of the builders here) with its `Host` header set to
+/// `host`.
+pub fn with_host(request: String, addr: SocketAddr, host: &str) -> String {
+    request.replacen(
+        &format!("Host: {addr}\r\n"),
+        &format!("Host: {host}\r\n"),
+        1,
+    )
+}
+
+/// The value of one metric series, read from `/metrics` with extra request
+/// headers (the admin's credential); 0 when absent.
+pub async fn metric_with(addr: SocketAddr, series: &str, headers: &[(&str, &str)]) -> f64 {
+    let mut request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    for (name, value) in headers {
+        request = with_header(request, name, value);
+    }
+    let (status, body) = http_request(addr, request).await;
+    assert_eq!(status, 200, "GET /metrics: {body}");
+    body.lines()
+        .find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok()).flatten()
+        })
+        .unwrap_or(0.0)
+}
+
 /// An in-memory WebSocket: the server end implements the handlers'
 /// `Sink + Stream`, the test holds the other end. Works on paused time.
 pub mod memory {
