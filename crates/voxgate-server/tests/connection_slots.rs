@@ -6,7 +6,6 @@ mod common;
 use std::time::Duration;
 
 use common::{TestServer, http_get};
-use futures_util::SinkExt;
 use voxgate_testkit::connect;
 
 #[tokio::test]

@@ -216,9 +216,9 @@ async fn check(config: Result<Config, ConfigError>) -> ExitCode {
     };
     let mut failed = false;
     match (&config.access.admin_token, config.exposure()) {
-        (Some(_), _) => println!(
-            "ok: admin token set: /api, /events, /browser-stream and /metrics need it"
-        ),
+        (Some(_), _) => {
+            println!("ok: admin token set: /api, /events, /browser-stream and /metrics need it")
+        }
         (None, None) => println!(
             "ok: no admin token: the server listens on {} only, with no public URL",
             config.listen

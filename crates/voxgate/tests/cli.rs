@@ -66,12 +66,20 @@ fn serve_and_check_refuse_a_server_reachable_from_outside_without_an_admin_token
         .output()
         .expect("run voxgate serve");
     assert_eq!(output.status.code(), Some(1));
-    assert!(started.elapsed() < Duration::from_secs(30), "refused before loading anything");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "refused before loading anything"
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
     assert_eq!(errors.len(), 1, "{stderr}");
     assert!(
-        errors[0].starts_with("error: VOXGATE_ADMIN_TOKEN: must be set: the server listens on 0.0.0.0:0"),
+        errors[0].starts_with(
+            "error: VOXGATE_ADMIN_TOKEN: must be set: the server listens on 0.0.0.0:0"
+        ),
         "{stderr}"
     );
     assert!(!dir.join("voxgate.db").exists(), "nothing started");
@@ -99,7 +107,10 @@ fn serve_and_check_refuse_a_server_reachable_from_outside_without_an_admin_token
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
     assert!(stdout.contains("ok: admin token set"), "{stdout}");
-    assert!(!stdout.contains("a-long-random-admin-token-0123"), "{stdout}");
+    assert!(
+        !stdout.contains("a-long-random-admin-token-0123"),
+        "{stdout}"
+    );
 }
 
 #[test]

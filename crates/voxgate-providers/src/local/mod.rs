@@ -68,7 +68,13 @@ mod tests {
     #[test]
     fn a_panicking_request_becomes_an_error_and_the_next_one_runs() {
         let hit: Result<(), ProviderError> = survive_panic("test", || panic!("boom"));
-        assert!(matches!(hit, Err(ProviderError::Inference { provider: "test", .. })));
+        assert!(matches!(
+            hit,
+            Err(ProviderError::Inference {
+                provider: "test",
+                ..
+            })
+        ));
         assert_eq!(survive_panic("test", || Ok(7)).ok(), Some(7));
     }
 }
