@@ -1,7 +1,10 @@
 //! The IO of one call: its stream handle, and the task that owns the
 //! socket. The task reacts to one event at a time (the caller's audio and
 //! requests, the socket, the connect in progress, the keepalive and
-//! finalize timers), so the call's state has one owner and no locks.
+//! finalize timers, the call's end), so the call's state has one owner and
+//! no locks. It runs on the call's tracker: it ends when the handle is
+//! dropped or the call's token is cancelled, after a close handshake
+//! bounded by `close_timeout`, and a draining server waits for it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,6 +20,7 @@ use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
 
 use super::backlog::Backlog;
 use super::messages::{self, CLOSE_STREAM, FINALIZE, KEEP_ALIVE, ServerMessage};
@@ -24,7 +28,7 @@ use super::turn::Turn;
 use super::{Shared, VENDOR, authorization};
 use crate::cloud::handshake_error;
 use crate::supervisor::Permit;
-use crate::{ProviderError, SttStream};
+use crate::{ProviderError, SttStream, TaskScope};
 
 /// Audio frames queued between the caller and the task: 10 s of 20 ms
 /// frames. Past that the task is stuck and frames are dropped rather than
@@ -47,8 +51,8 @@ enum Request {
     NextTurn,
 }
 
-/// Starts the call's task and returns its handle.
-pub(super) fn open(shared: Arc<Shared>) -> DeepgramStream {
+/// Starts the call's task in `scope` and returns its handle.
+pub(super) fn open(shared: Arc<Shared>, scope: &TaskScope) -> DeepgramStream {
     let (audio, audio_rx) = mpsc::channel(AUDIO_QUEUE);
     let (requests, requests_rx) = mpsc::unbounded_channel();
     let (partials_tx, partials) = mpsc::channel(PARTIALS_QUEUE);
@@ -66,7 +70,9 @@ pub(super) fn open(shared: Arc<Shared>) -> DeepgramStream {
         pending: Vec::new(),
         drops_in_a_row: 0,
     };
-    tokio::spawn(task.run());
+    // On the tracker rather than `scope.spawn`: the task watches the token
+    // itself, so that the call's end still says goodbye to Deepgram.
+    drop(scope.tracker().spawn(task.run(scope.token().clone())));
     DeepgramStream {
         audio,
         requests,
@@ -142,6 +148,8 @@ struct Pending {
 
 /// One thing that happened, handled once the wait for it is over.
 enum Event {
+    /// The call's token was cancelled.
+    CallEnded,
     Request(Option<Request>),
     Audio(Option<Bytes>),
     Connected(Result<(Socket, Permit), ProviderError>),
@@ -167,18 +175,19 @@ struct Task {
 }
 
 impl Task {
-    async fn run(mut self) {
+    async fn run(mut self, call: CancellationToken) {
         loop {
             let keepalive_at = match &self.link {
                 Link::Open(open) => Some(open.last_sent + self.shared.config.keepalive_interval),
                 _ => None,
             };
             let deadline = self.pending.iter().map(|p| p.deadline).min();
-            // Requests first, so a turn boundary is never taken after
-            // results that arrived later; then audio, so it goes out as it
-            // comes.
+            // The call's end first; then requests, so a turn boundary is
+            // never taken after results that arrived later; then audio, so
+            // it goes out as it comes.
             let event = tokio::select! {
                 biased;
+                () = call.cancelled() => Event::CallEnded,
                 request = self.requests.recv() => Event::Request(request),
                 frame = self.audio.recv() => Event::Audio(frame),
                 event = self.link.next() => event,
@@ -186,8 +195,8 @@ impl Task {
                 () = at(deadline) => Event::FinalizeDeadline,
             };
             match event {
-                // The stream was dropped: the call is over.
-                Event::Request(None) | Event::Audio(None) => break,
+                // The call ended, or dropped the stream.
+                Event::CallEnded | Event::Request(None) | Event::Audio(None) => break,
                 Event::Request(Some(Request::Transcribe(answer))) => {
                     // Every frame the caller sent before asking is queued
                     // already: send it first, so `Finalize` flushes it too.
