@@ -36,13 +36,22 @@ use crate::{ProviderError, SttStream, TaskScope};
 const AUDIO_QUEUE: usize = 500;
 /// Partial transcripts queued for display; older ones are worthless.
 const PARTIALS_QUEUE: usize = 64;
+/// Requests queued between the caller and the task. A call makes a few
+/// per turn, and the task takes them before anything else, so a full queue
+/// means the task is stuck (on a socket that takes nothing): the stream is
+/// then failed rather than made to wait or to grow.
+const REQUEST_QUEUE: usize = 32;
 
 /// The call's end of the task.
 pub(super) struct DeepgramStream {
     audio: mpsc::Sender<Bytes>,
-    requests: mpsc::UnboundedSender<Request>,
+    requests: mpsc::Sender<Request>,
     partials: Option<mpsc::Receiver<String>>,
     shared: Arc<Shared>,
+    /// A request found the queue full: the task fell behind for good, and
+    /// a dropped turn boundary would mix turns, so every transcription
+    /// fails from then on.
+    stuck: bool,
 }
 
 /// What the call asks of its task, besides audio.
@@ -54,7 +63,7 @@ enum Request {
 /// Starts the call's task in `scope` and returns its handle.
 pub(super) fn open(shared: Arc<Shared>, scope: &TaskScope) -> DeepgramStream {
     let (audio, audio_rx) = mpsc::channel(AUDIO_QUEUE);
-    let (requests, requests_rx) = mpsc::unbounded_channel();
+    let (requests, requests_rx) = mpsc::channel(REQUEST_QUEUE);
     let (partials_tx, partials) = mpsc::channel(PARTIALS_QUEUE);
     let bytes_per_second = messages::SAMPLE_RATE as f64 * 2.0;
     let backlog_bytes = (shared.config.connect_buffer.as_secs_f64() * bytes_per_second) as usize;
@@ -78,6 +87,30 @@ pub(super) fn open(shared: Arc<Shared>, scope: &TaskScope) -> DeepgramStream {
         requests,
         partials: Some(partials),
         shared,
+        stuck: false,
+    }
+}
+
+impl DeepgramStream {
+    /// Queues `request` without waiting, or gives it back when the task is
+    /// stuck (now or before).
+    fn request(&mut self, request: Request) -> Result<(), Request> {
+        if self.stuck {
+            return Err(request);
+        }
+        match self.requests.try_send(request) {
+            // A closed queue means the task has ended: the answer's sender
+            // is dropped with the request, and the receiver reports that.
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(request)) => {
+                tracing::warn!(
+                    vendor = VENDOR,
+                    "the stream's task is stuck; failing the stream"
+                );
+                self.stuck = true;
+                Err(request)
+            }
+        }
     }
 }
 
@@ -102,14 +135,19 @@ impl SttStream for DeepgramStream {
         _utterance: Vec<i16>,
     ) -> mpsc::Receiver<Result<String, ProviderError>> {
         let (answer, receiver) = mpsc::channel(1);
-        // The task lives as long as this handle; should it have ended, the
-        // answer's sender is dropped and the receiver reports that.
-        let _ = self.requests.send(Request::Transcribe(answer));
+        if let Err(Request::Transcribe(answer)) = self.request(Request::Transcribe(answer)) {
+            // The channel is new and empty, so there is room for this one.
+            let _ = answer.try_send(Err(ProviderError::Unavailable {
+                provider: VENDOR,
+                reason: "the stream fell behind its requests".to_owned(),
+            }));
+        }
         receiver
     }
 
     fn next_turn(&mut self) {
-        let _ = self.requests.send(Request::NextTurn);
+        // One that cannot be queued has failed the stream (see `stuck`).
+        let _ = self.request(Request::NextTurn);
     }
 
     fn partials(&mut self) -> Option<mpsc::Receiver<String>> {
@@ -164,7 +202,7 @@ struct Task {
     _active: ActiveStream,
     link: Link,
     audio: mpsc::Receiver<Bytes>,
-    requests: mpsc::UnboundedReceiver<Request>,
+    requests: mpsc::Receiver<Request>,
     partials: mpsc::Sender<String>,
     turn: Turn,
     backlog: Backlog,
@@ -477,5 +515,63 @@ impl Drop for ActiveStream {
             .counters
             .active_streams
             .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{DeepgramConfig, DeepgramStt};
+    use super::*;
+    use crate::Secret;
+    use crate::cloud::BaseUrl;
+    use crate::supervisor::Supervisor;
+
+    /// A handle whose task never reads its requests, as when it is stuck on
+    /// a socket that takes nothing, and the requests it left unread.
+    fn stuck_stream() -> (DeepgramStream, mpsc::Receiver<Request>) {
+        let stt = DeepgramStt::new(
+            DeepgramConfig::new(
+                BaseUrl::parse("http://127.0.0.1:9").expect("a valid URL"),
+                Secret::new("dg-key"),
+            ),
+            Supervisor::new(VENDOR, Default::default()),
+        );
+        let (audio, _) = mpsc::channel(1);
+        let (requests, unread) = mpsc::channel(REQUEST_QUEUE);
+        let stream = DeepgramStream {
+            audio,
+            requests,
+            partials: None,
+            shared: stt.shared,
+            stuck: false,
+        };
+        (stream, unread)
+    }
+
+    #[test]
+    fn a_task_that_falls_behind_its_requests_fails_the_stream() {
+        let (mut stream, mut unread) = stuck_stream();
+        for _ in 0..REQUEST_QUEUE {
+            stream.next_turn();
+        }
+        let mut answer = stream.transcribe(Vec::new());
+        assert!(
+            matches!(
+                answer.try_recv(),
+                Ok(Err(ProviderError::Unavailable { .. }))
+            ),
+            "a full queue is answered at once"
+        );
+
+        // Even once the task has caught up: a lost turn boundary would mix
+        // turns.
+        while unread.try_recv().is_ok() {}
+        let mut later = stream.transcribe(Vec::new());
+        assert!(matches!(
+            later.try_recv(),
+            Ok(Err(ProviderError::Unavailable { .. }))
+        ));
+        stream.next_turn();
+        assert!(unread.try_recv().is_err(), "nothing more was queued");
     }
 }
