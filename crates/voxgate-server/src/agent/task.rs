@@ -26,7 +26,7 @@ use super::Providers;
 use super::tools::ToolClient;
 use super::transcript::TranscriptLog;
 use crate::bus::EventBus;
-use crate::metrics::{AGENT_INPUT_DROPPED, LLM_TOKENS, TURN_STAGE_SECONDS};
+use crate::metrics::{AGENT_INPUT_DROPPED, LLM_TOKENS, TTS_SEGMENTS_DROPPED, TURN_STAGE_SECONDS};
 use crate::personas::resolve_persona;
 
 /// What the agent asks of the call's socket.
@@ -85,6 +85,12 @@ const INPUT_QUEUE: usize = 512;
 const ACTION_QUEUE: usize = 256;
 /// Provider results queued for the engine.
 const RESULT_QUEUE: usize = 256;
+/// Sentences queued for the TTS worker: minutes of speech. The engine
+/// queues a reply's sentences as the model writes them, faster than they
+/// are spoken, so only a reply far longer than anyone listens to, or a
+/// stuck voice, fills it; a sentence that finds it full is skipped (and
+/// counted) rather than held, since the agent must not wait.
+const SPEAK_QUEUE: usize = 64;
 
 impl AgentHandle {
     /// Hands the agent caller audio at the carrier's rate; never waits.
@@ -162,7 +168,7 @@ pub fn spawn_agent(
     let (input_tx, input_rx) = mpsc::channel(INPUT_QUEUE);
     let (action_tx, action_rx) = mpsc::channel(ACTION_QUEUE);
     let (result_tx, result_rx) = mpsc::channel(RESULT_QUEUE);
-    let (tts_tx, tts_rx) = mpsc::unbounded_channel();
+    let (tts_tx, tts_rx) = mpsc::channel(SPEAK_QUEUE);
     let span = tracing::info_span!("agent", call_id = %spec.call_id);
     let scope = TaskScope::new(tracker.clone(), token.clone());
     let workers = Workers {
@@ -361,7 +367,9 @@ impl Agent {
                     continue;
                 }
                 other => {
-                    self.workers.start(other);
+                    if let Some(skipped) = self.workers.start(other) {
+                        self.engine.handle(now(), skipped);
+                    }
                     continue;
                 }
             };
@@ -495,7 +503,7 @@ struct Workers {
     /// task the providers start for the call, ends with the call.
     scope: TaskScope,
     results: mpsc::Sender<Input>,
-    tts_jobs: mpsc::UnboundedSender<SpeakJob>,
+    tts_jobs: mpsc::Sender<SpeakJob>,
     llm_turns: HashMap<TurnId, CancellationToken>,
     tts_turns: HashMap<TurnId, CancellationToken>,
     /// The call's speech-to-text stream.
@@ -517,7 +525,9 @@ struct SpeakJob {
 }
 
 impl Workers {
-    fn start(&mut self, output: Output) {
+    /// Starts the work `output` asks for; when it is skipped instead, the
+    /// input that tells the engine so.
+    fn start(&mut self, output: Output) -> Option<Input> {
         match output {
             Output::CheckEndOfTurn { turn, audio } => self.check_end_of_turn(turn, audio),
             Output::Transcribe {
@@ -556,11 +566,19 @@ impl Workers {
                     .entry(turn)
                     .or_insert_with(|| self.scope.token().child_token())
                     .clone();
-                let _ = self.tts_jobs.send(SpeakJob {
+                let job = SpeakJob {
                     segment,
                     text,
                     token,
-                });
+                };
+                // Closed means the worker has stopped, having told the
+                // engine why.
+                if let Err(mpsc::error::TrySendError::Full(_)) = self.tts_jobs.try_send(job) {
+                    metrics::counter!(TTS_SEGMENTS_DROPPED).increment(1);
+                    tracing::warn!(?segment, "the voice is behind: a sentence is skipped");
+                    // Said, as far as the reply is concerned, so it ends.
+                    return Some(Input::TtsDone { segment });
+                }
             }
             Output::CancelTts { turn } => {
                 if let Some(token) = self.tts_turns.remove(&turn) {
@@ -569,6 +587,7 @@ impl Workers {
             }
             other => tracing::warn!(?other, "engine output not handled by a worker"),
         }
+        None
     }
 
     /// Runs `work` on the tracker until it finishes or `token` is cancelled.
@@ -737,7 +756,7 @@ async fn tts_worker(
     tts: Arc<dyn voxgate_providers::TextToSpeech>,
     from: SampleRate,
     to: SampleRate,
-    mut jobs: mpsc::UnboundedReceiver<SpeakJob>,
+    mut jobs: mpsc::Receiver<SpeakJob>,
     results: mpsc::Sender<Input>,
     scope: TaskScope,
 ) {
