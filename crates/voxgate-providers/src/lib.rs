@@ -10,10 +10,14 @@
 //!
 //! Cloud providers ([`cloud`]) take a base URL, so tests and benchmarks
 //! point them at the in-repo fakes that speak each vendor's protocol, and
-//! share one [`supervisor::Supervisor`] per vendor.
+//! share one [`supervisor::Supervisor`] per vendor. The tasks they start
+//! for a call run in the call's [`TaskScope`], handed to each method that
+//! starts work, so the end of the call stops them and a draining server
+//! waits for them.
 
 pub mod cloud;
 pub mod local;
+mod scope;
 mod secret;
 pub mod supervisor;
 
@@ -22,6 +26,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 pub use voxgate_core::engine::{ChatMessage, ToolCall, ToolSpec};
 
+pub use scope::TaskScope;
 pub use secret::Secret;
 
 /// What went wrong in a provider, and whose fault it is.
@@ -129,10 +134,11 @@ pub trait EndOfTurnModel: Send + Sync {
 
 /// Speech to text. Each call opens its own stream.
 pub trait SpeechToText: Send + Sync {
-    /// A stream for one call. Streaming recognisers connect in the
-    /// background (errors surface on [`SttStream::transcribe`]); dropping
-    /// the stream closes it.
-    fn open(&self) -> Box<dyn SttStream>;
+    /// A stream for one call, whose work runs in `scope` (the call's).
+    /// Streaming recognisers connect in the background (errors surface on
+    /// [`SttStream::transcribe`]); dropping the stream, or cancelling the
+    /// scope, closes it.
+    fn open(&self, scope: &TaskScope) -> Box<dyn SttStream>;
 
     /// Whether a turn is worth transcribing ahead, at the caller's pauses
     /// (default yes): an extra transcription costs spare CPU or nothing on
@@ -163,8 +169,13 @@ pub trait SttStream: Send {
 /// Speech to text for whole utterances, made a [`SpeechToText`] by
 /// [`BatchStt`].
 pub trait TranscribeUtterance: Send + Sync + 'static {
-    /// Transcribes 16 kHz audio; the text arrives on the channel once.
-    fn transcribe(&self, audio: Vec<i16>) -> mpsc::Receiver<Result<String, ProviderError>>;
+    /// Transcribes 16 kHz audio, with any task it needs in `scope`; the
+    /// text arrives on the channel once.
+    fn transcribe(
+        &self,
+        audio: Vec<i16>,
+        scope: &TaskScope,
+    ) -> mpsc::Receiver<Result<String, ProviderError>>;
 
     /// As [`SpeechToText::transcribe_at_pauses`].
     fn transcribe_at_pauses(&self) -> bool {
@@ -185,8 +196,11 @@ impl<T: TranscribeUtterance> BatchStt<T> {
 }
 
 impl<T: TranscribeUtterance> SpeechToText for BatchStt<T> {
-    fn open(&self) -> Box<dyn SttStream> {
-        Box::new(BatchStream(self.0.clone()))
+    fn open(&self, scope: &TaskScope) -> Box<dyn SttStream> {
+        Box::new(BatchStream {
+            recogniser: self.0.clone(),
+            scope: scope.clone(),
+        })
     }
 
     fn transcribe_at_pauses(&self) -> bool {
@@ -194,13 +208,17 @@ impl<T: TranscribeUtterance> SpeechToText for BatchStt<T> {
     }
 }
 
-struct BatchStream<T>(std::sync::Arc<T>);
+struct BatchStream<T> {
+    recogniser: std::sync::Arc<T>,
+    /// The call's: each turn's transcription runs in it.
+    scope: TaskScope,
+}
 
 impl<T: TranscribeUtterance> SttStream for BatchStream<T> {
     fn audio(&mut self, _samples: &[i16]) {}
 
     fn transcribe(&mut self, utterance: Vec<i16>) -> mpsc::Receiver<Result<String, ProviderError>> {
-        self.0.transcribe(utterance)
+        self.recogniser.transcribe(utterance, &self.scope)
     }
 
     fn next_turn(&mut self) {}
@@ -251,16 +269,26 @@ pub struct TokenUsage {
 
 /// A chat language model that streams its reply.
 pub trait LanguageModel: Send + Sync {
-    /// Streams the reply to `request`; the channel closes when the reply
-    /// is complete. Dropping the receiver stops generation.
-    fn reply(&self, request: LlmRequest) -> mpsc::Receiver<Result<LlmChunk, ProviderError>>;
+    /// Streams the reply to `request`, with any task it needs in `scope`;
+    /// the channel closes when the reply is complete. Dropping the
+    /// receiver, or cancelling the scope, stops generation.
+    fn reply(
+        &self,
+        request: LlmRequest,
+        scope: &TaskScope,
+    ) -> mpsc::Receiver<Result<LlmChunk, ProviderError>>;
 }
 
 /// Text to speech that streams audio.
 pub trait TextToSpeech: Send + Sync {
     /// Rate of the audio it produces.
     fn sample_rate(&self) -> u32;
-    /// Streams the audio of `text` as PCM16 chunks; the channel closes when
-    /// done. Dropping the receiver stops synthesis.
-    fn synthesize(&self, text: String) -> mpsc::Receiver<Result<Vec<i16>, ProviderError>>;
+    /// Streams the audio of `text` as PCM16 chunks, with any task it needs
+    /// in `scope`; the channel closes when done. Dropping the receiver, or
+    /// cancelling the scope, stops synthesis.
+    fn synthesize(
+        &self,
+        text: String,
+        scope: &TaskScope,
+    ) -> mpsc::Receiver<Result<Vec<i16>, ProviderError>>;
 }

@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use voxgate_providers::cloud::BaseUrl;
 use voxgate_providers::cloud::deepgram::{self, DeepgramConfig, DeepgramStt};
 use voxgate_providers::supervisor::{Supervisor, VendorPolicy};
-use voxgate_providers::{ProviderError, Secret, SpeechToText, SttStream};
+use voxgate_providers::{ProviderError, Secret, SpeechToText, SttStream, TaskScope};
 use voxgate_testkit::fakes::deepgram::{
     Connection, Ending, FakeDeepgram, FakeDeepgramOptions, Recorded, Refusal,
 };
@@ -23,6 +25,11 @@ const BYTES_PER_WORD: usize = FRAMES_PER_WORD * FRAME * 2;
 /// The 300 ms of silence after which Deepgram endpoints.
 const ENDPOINTING_FRAMES: usize = 15;
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A scope that nothing cancels: each test holds what it started.
+fn scope() -> TaskScope {
+    TaskScope::new(TaskTracker::new(), CancellationToken::new())
+}
 
 fn fake_options() -> FakeDeepgramOptions {
     FakeDeepgramOptions {
@@ -120,7 +127,7 @@ async fn wait_for_stats(
 async fn connects_with_the_documented_query_and_token() {
     let fake = FakeDeepgram::start(fake_options()).await;
     let stt = stt(config(&fake, KEY), policy());
-    let _stream = stt.open();
+    let _stream = stt.open(&scope());
     let recorded = fake.wait_until("a connection", connections(1)).await;
     let connection = &recorded.connections[0];
     let query: Vec<(&str, &str)> = connection
@@ -154,7 +161,7 @@ async fn interim_results_arrive_as_partials_and_transcribe_answers_the_finals() 
     let fake = FakeDeepgram::start(fake_options()).await;
     fake.say("Hello there general Kenobi.");
     let stt = stt(config(&fake, KEY), policy());
-    let mut stream = stt.open();
+    let mut stream = stt.open(&scope());
     let mut partials = stream.partials().expect("interim results");
     assert!(stream.partials().is_none(), "taken once");
 
@@ -193,7 +200,7 @@ async fn a_turn_transcribed_twice_covers_the_whole_turn_until_next_turn() {
     fake.say("General Kenobi.");
     fake.say("How are you?");
     let stt = stt(config(&fake, KEY), policy());
-    let mut stream = stt.open();
+    let mut stream = stt.open(&scope());
 
     speak(stream.as_mut(), 2);
     assert_eq!(
@@ -218,7 +225,7 @@ async fn a_turn_transcribed_twice_covers_the_whole_turn_until_next_turn() {
 async fn keepalive_goes_as_text_during_silence_and_keeps_the_socket_open() {
     let fake = FakeDeepgram::start(fake_options()).await;
     let stt = stt(config(&fake, KEY), policy());
-    let _stream = stt.open();
+    let _stream = stt.open(&scope());
     fake.wait_until("a connection", connections(1)).await;
     // Four times the fake's idle timeout without audio.
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -244,7 +251,7 @@ async fn without_keepalive_the_fake_closes_an_idle_socket() {
         ..config(&fake, KEY)
     };
     let stt = stt(config, policy());
-    let _stream = stt.open();
+    let _stream = stt.open(&scope());
     fake.wait_until("a connection", connections(1)).await;
     let opened = Instant::now();
     let recorded = fake
@@ -269,7 +276,7 @@ async fn dropping_the_stream_sends_close_stream_and_ends_the_task() {
             ..policy()
         },
     );
-    let mut stream = stt.open();
+    let mut stream = stt.open(&scope());
     speak(stream.as_mut(), 1);
     fake.wait_until("audio", |r| {
         r.connections
@@ -293,7 +300,7 @@ async fn dropping_the_stream_sends_close_stream_and_ends_the_task() {
     );
     wait_for_stats(&stt, "the task to end", |s| s.active_streams == 0).await;
 
-    let _next = stt.open();
+    let _next = stt.open(&scope());
     fake.wait_until("the next call's connection", connections(2))
         .await;
 }
@@ -303,7 +310,7 @@ async fn a_bad_key_is_rejected_once_and_never_shown() {
     let fake = FakeDeepgram::start(fake_options()).await;
     let wrong_key = "dg-wrong-key-8c1d";
     let stt = stt(config(&fake, wrong_key), policy());
-    let mut stream = stt.open();
+    let mut stream = stt.open(&scope());
     let error = transcript(stream.as_mut())
         .await
         .expect_err("a bad key fails");
@@ -338,7 +345,7 @@ async fn a_rate_limited_handshake_is_retried() {
     });
     fake.say("Finally.");
     let stt = stt(config(&fake, KEY), policy());
-    let mut stream = stt.open();
+    let mut stream = stt.open(&scope());
     speak(stream.as_mut(), 1);
     assert_eq!(
         transcript(stream.as_mut()).await.expect("after a retry"),
@@ -364,7 +371,7 @@ async fn a_socket_dropped_mid_call_is_reconnected_and_the_turn_kept() {
     let first_bytes = (2 * FRAMES_PER_WORD + ENDPOINTING_FRAMES) * FRAME * 2;
     fake.faults(|faults| faults.drop_after_bytes = Some(first_bytes));
     let stt = stt(config(&fake, KEY), policy());
-    let mut stream = stt.open();
+    let mut stream = stt.open(&scope());
 
     speak(stream.as_mut(), 2);
     pause(stream.as_mut(), ENDPOINTING_FRAMES);
@@ -396,7 +403,7 @@ async fn when_reconnecting_fails_transcribe_answers_the_error() {
         ..config(&fake, KEY)
     };
     let stt = stt(config, policy());
-    let mut stream = stt.open();
+    let mut stream = stt.open(&scope());
     fake.wait_until("a connection", connections(1)).await;
     fake.faults(|faults| {
         faults.refuse = Some(Refusal {
@@ -437,7 +444,7 @@ async fn malformed_messages_are_skipped_and_counted() {
     fake.faults(|faults| faults.malformed_on_connect = true);
     fake.say("Still fine.");
     let stt = stt(config(&fake, KEY), policy());
-    let mut stream = stt.open();
+    let mut stream = stt.open(&scope());
     speak(stream.as_mut(), 2);
     assert_eq!(
         transcript(stream.as_mut()).await.expect("a transcript"),
@@ -459,7 +466,7 @@ async fn a_late_finalize_answers_with_what_has_arrived() {
         ..config(&fake, KEY)
     };
     let stt = stt(config, policy());
-    let mut stream = stt.open();
+    let mut stream = stt.open(&scope());
     let mut partials = stream.partials().expect("interim results");
 
     speak(stream.as_mut(), 2);
@@ -500,4 +507,35 @@ async fn check_accepts_the_key_and_rejects_a_bad_one() {
     );
     assert!(!format!("{error} {error:?}").contains(wrong_key));
     assert!(!format!("{:?}", config(&fake, wrong_key)).contains(wrong_key));
+}
+
+#[tokio::test]
+async fn the_calls_end_stops_the_task_while_the_stream_is_still_held() {
+    let fake = FakeDeepgram::start(fake_options()).await;
+    let stt = stt(config(&fake, KEY), policy());
+    let call = scope();
+    let mut stream = stt.open(&call);
+    // Audio reaches the fake once the socket is open at both ends.
+    speak(stream.as_mut(), 1);
+    fake.wait_until("audio", |r| {
+        r.connections.first().is_some_and(|c| c.audio_bytes > 0)
+    })
+    .await;
+
+    call.token().cancel();
+    call.tracker().close();
+    timeout(ANSWER_TIMEOUT, call.tracker().wait())
+        .await
+        .expect("the task ends with the call, and the tracker sees it");
+    assert_eq!(stt.stats().active_streams, 0);
+    // It said goodbye on the way out.
+    let recorded = fake
+        .wait_until("the close", |r| r.connections[0].ended.is_some())
+        .await;
+    assert_eq!(recorded.connections[0].ended, Some(Ending::CloseStream));
+    // A stream that outlived its task answers at once, without a text.
+    let answer = timeout(ANSWER_TIMEOUT, stream.transcribe(Vec::new()).recv())
+        .await
+        .expect("an answer in time");
+    assert!(answer.is_none(), "{answer:?}");
 }

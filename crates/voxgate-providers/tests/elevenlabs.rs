@@ -6,18 +6,25 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use voxgate_core::audio::g711;
 use voxgate_providers::cloud::BaseUrl;
 use voxgate_providers::cloud::elevenlabs::{
     self, ConfigError, ElevenLabsConfig, ElevenLabsTts, OutputFormat,
 };
 use voxgate_providers::supervisor::{BreakerState, Supervisor, VendorPolicy};
-use voxgate_providers::{ProviderError, Secret, TextToSpeech};
+use voxgate_providers::{ProviderError, Secret, TaskScope, TextToSpeech};
 use voxgate_testkit::fakes::elevenlabs::{
     API_KEY, Ending, FakeElevenLabs, FakeElevenLabsOptions, HandshakeFault, SpeechFault, VOICE_ID,
 };
 
 const SENTENCE: &str = "Hello there.";
+
+/// A scope that nothing cancels: each test holds what it started.
+fn scope() -> TaskScope {
+    TaskScope::new(TaskTracker::new(), CancellationToken::new())
+}
 
 fn policy() -> VendorPolicy {
     VendorPolicy {
@@ -50,7 +57,11 @@ fn cold(fake: &FakeElevenLabs) -> ElevenLabsConfig {
 }
 
 fn tts(config: ElevenLabsConfig) -> ElevenLabsTts {
-    ElevenLabsTts::new(config, Supervisor::new(elevenlabs::VENDOR, policy()))
+    ElevenLabsTts::new(
+        config,
+        Supervisor::new(elevenlabs::VENDOR, policy()),
+        &scope(),
+    )
 }
 
 /// Every sample of one synthesis, and the error that ended it, if any.
@@ -74,13 +85,13 @@ async fn collect(
 }
 
 async fn speak(tts: &ElevenLabsTts, text: &str) -> Vec<i16> {
-    let (samples, error) = collect(tts.synthesize(text.to_owned())).await;
+    let (samples, error) = collect(tts.synthesize(text.to_owned(), &scope())).await;
     assert!(error.is_none(), "{error:?}");
     samples
 }
 
 async fn fail(tts: &ElevenLabsTts, text: &str) -> ProviderError {
-    let (_, error) = collect(tts.synthesize(text.to_owned())).await;
+    let (_, error) = collect(tts.synthesize(text.to_owned(), &scope())).await;
     error.expect("the synthesis fails")
 }
 
@@ -257,7 +268,7 @@ async fn dropping_the_receiver_closes_the_socket() {
     .await;
     let tts = tts(cold(&fake));
     // 100 characters: 60 chunks of audio.
-    let mut chunks = tts.synthesize("a".repeat(100));
+    let mut chunks = tts.synthesize("a".repeat(100), &scope());
     let first = tokio::time::timeout(Duration::from_secs(5), chunks.recv())
         .await
         .expect("audio arrives");
@@ -320,10 +331,10 @@ async fn a_socket_dropped_mid_sentence_is_an_error_counted_against_the_vendor() 
             ..policy()
         },
     );
-    let tts = ElevenLabsTts::new(cold(&fake), supervisor.clone());
+    let tts = ElevenLabsTts::new(cold(&fake), supervisor.clone(), &scope());
     fake.fail_next_speech(SpeechFault::DropAfter { chunks: 2 });
 
-    let (samples, error) = collect(tts.synthesize(SENTENCE.to_owned())).await;
+    let (samples, error) = collect(tts.synthesize(SENTENCE.to_owned(), &scope())).await;
     assert_eq!(samples.len(), 1600, "two chunks arrived first");
     assert!(
         matches!(error, Some(ProviderError::Unavailable { .. })),
@@ -448,4 +459,61 @@ fn the_key_comes_from_either_variable_preferring_elevenlabs_api_key() {
         Some("b".to_owned())
     );
     assert_eq!(key(&[]), None);
+}
+
+#[tokio::test]
+async fn a_sentence_stops_with_its_scope_while_its_audio_is_still_read() {
+    let fake = fake_with(FakeElevenLabsOptions {
+        chunk_interval: Duration::from_millis(20),
+        ..FakeElevenLabsOptions::default()
+    })
+    .await;
+    let tts = tts(cold(&fake));
+    let call = scope();
+    // 100 characters: 60 chunks of audio.
+    let mut chunks = tts.synthesize("a".repeat(100), &call);
+    let first = tokio::time::timeout(Duration::from_secs(5), chunks.recv())
+        .await
+        .expect("audio arrives");
+    assert!(matches!(first, Some(Ok(_))));
+
+    call.token().cancel();
+    call.tracker().close();
+    tokio::time::timeout(Duration::from_secs(5), call.tracker().wait())
+        .await
+        .expect("the sentence's tasks end with the call");
+    let connections = fake
+        .wait_for("the socket to go", |c| {
+            c.first().is_some_and(|c| c.ending.is_some())
+        })
+        .await;
+    assert_eq!(connections[0].ending, Some(Ending::ClientGone));
+    assert!(connections[0].chunks_sent < 20, "{connections:#?}");
+    // What was already queued may still be read; then the channel closes.
+    while let Some(chunk) = chunks.recv().await {
+        assert!(chunk.is_ok(), "{chunk:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_spare_socket_ends_with_the_scope_it_was_built_in() {
+    let fake = fake().await;
+    let server = scope();
+    let tts = ElevenLabsTts::new(
+        config(&fake),
+        Supervisor::new(elevenlabs::VENDOR, policy()),
+        &server,
+    );
+    fake.wait_for("the spare", |c| c.len() == 1 && c[0].messages.len() == 1)
+        .await;
+    assert_eq!(server.tracker().len(), 1, "the spare's task is tracked");
+
+    server.token().cancel();
+    server.tracker().close();
+    tokio::time::timeout(Duration::from_secs(5), server.tracker().wait())
+        .await
+        .expect("the spare's task ends with its scope, though the TTS lives on");
+    fake.wait_for("the spare to be let go", |c| c[0].ending.is_some())
+        .await;
+    drop(tts);
 }

@@ -6,13 +6,20 @@
 
 use std::time::{Duration, Instant};
 
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use voxgate_core::engine::{ChatMessage, Role};
 use voxgate_models::{Manifest, NoProgress, fetch, models_dir};
 use voxgate_providers::local::{LlamaConfig, LlamaLlm, LlamaRuntime};
-use voxgate_providers::{LanguageModel, LlmChunk, LlmRequest};
+use voxgate_providers::{LanguageModel, LlmChunk, LlmRequest, TaskScope};
 
 const STREAM_BUFFER: usize = 4;
 const MAX_TOKENS: usize = 400;
+
+/// A scope that nothing cancels: each test holds what it started.
+fn scope() -> TaskScope {
+    TaskScope::new(TaskTracker::new(), CancellationToken::new())
+}
 
 fn messages() -> Vec<ChatMessage> {
     vec![
@@ -51,7 +58,7 @@ async fn dropping_the_receiver_stops_generation() {
 
     // The whole reply, read to the end: how long it runs when nobody stops it.
     let start = Instant::now();
-    let mut rx = llm.reply(LlmRequest::chat(messages()));
+    let mut rx = llm.reply(LlmRequest::chat(messages()), &scope());
     let mut first_piece = None;
     let mut text = String::new();
     while let Some(piece) = rx.recv().await {
@@ -72,7 +79,7 @@ async fn dropping_the_receiver_stops_generation() {
     );
 
     // The same reply (same seed), dropped after its first piece.
-    let mut rx = llm.reply(LlmRequest::chat(messages()));
+    let mut rx = llm.reply(LlmRequest::chat(messages()), &scope());
     rx.recv().await.expect("a first piece").expect("generation");
     drop(rx);
     until_idle(&llm).await;

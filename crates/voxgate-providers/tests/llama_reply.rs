@@ -6,13 +6,20 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use voxgate_core::engine::{ChatMessage, Role};
 use voxgate_models::{Manifest, ModelPaths, NoProgress, fetch, models_dir};
 use voxgate_providers::local::{LlamaConfig, LlamaLlm, LlamaRuntime};
-use voxgate_providers::{LanguageModel, LlmChunk, LlmRequest};
+use voxgate_providers::{LanguageModel, LlmChunk, LlmRequest, TaskScope};
 
 /// One llama.cpp backend for the whole test binary: llama.cpp allows one
 /// per process, and every model shares it.
+/// A scope that nothing cancels: each test holds what it started.
+fn scope() -> TaskScope {
+    TaskScope::new(TaskTracker::new(), CancellationToken::new())
+}
+
 fn runtime() -> Arc<LlamaRuntime> {
     static RUNTIME: OnceLock<Arc<LlamaRuntime>> = OnceLock::new();
     Arc::clone(RUNTIME.get_or_init(|| {
@@ -50,7 +57,7 @@ fn message(role: Role, content: &str) -> ChatMessage {
 }
 
 async fn collect(llm: &LlamaLlm, messages: Vec<ChatMessage>) -> Vec<String> {
-    let mut rx = llm.reply(LlmRequest::chat(messages));
+    let mut rx = llm.reply(LlmRequest::chat(messages), &scope());
     let mut pieces = Vec::new();
     while let Some(piece) = rx.recv().await {
         pieces.push(text_of(piece.expect("generation")));
@@ -128,7 +135,7 @@ async fn a_conversation_longer_than_the_context_is_trimmed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prompt_that_cannot_fit_is_an_input_error() {
     let huge = "word ".repeat(5000);
-    let mut rx = llm().reply(LlmRequest::chat(vec![message(Role::User, &huge)]));
+    let mut rx = llm().reply(LlmRequest::chat(vec![message(Role::User, &huge)]), &scope());
     let result = rx.recv().await.expect("one result");
     assert!(
         matches!(result, Err(voxgate_providers::ProviderError::Input(_))),

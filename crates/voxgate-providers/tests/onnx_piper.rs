@@ -6,8 +6,15 @@ mod onnx_support;
 
 use std::time::{Duration, Instant};
 
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use voxgate_providers::local::{PiperOptions, PiperTts};
-use voxgate_providers::{ProviderError, TextToSpeech};
+use voxgate_providers::{ProviderError, TaskScope, TextToSpeech};
+
+/// A scope that nothing cancels: each test holds what it started.
+fn scope() -> TaskScope {
+    TaskScope::new(TaskTracker::new(), CancellationToken::new())
+}
 
 fn piper() -> PiperTts {
     let models = onnx_support::models();
@@ -27,7 +34,7 @@ async fn speaks_a_greeting() {
     let tts = piper();
     assert_eq!(tts.sample_rate(), 22_050);
     let start = Instant::now();
-    let mut rx = tts.synthesize("Hello, thank you for calling.".to_owned());
+    let mut rx = tts.synthesize("Hello, thank you for calling.".to_owned(), &scope());
     let mut audio = Vec::new();
     let mut chunks = 0;
     while let Some(chunk) = rx.recv().await {
@@ -52,7 +59,7 @@ async fn streams_one_chunk_per_sentence_and_measures_the_real_time_factor() {
     let text =
         "Sure, a table for two at seven tonight. Can I have a name for the booking? Thank you!";
     let start = Instant::now();
-    let mut rx = tts.synthesize(text.to_owned());
+    let mut rx = tts.synthesize(text.to_owned(), &scope());
     let mut lengths = Vec::new();
     let mut first = None;
     while let Some(chunk) = rx.recv().await {
@@ -79,7 +86,7 @@ async fn dropping_the_receiver_stops_synthesis() {
         .map(|i| format!("This is sentence number {i} of a long reply."))
         .collect::<Vec<_>>()
         .join(" ");
-    let mut rx = tts.synthesize(text);
+    let mut rx = tts.synthesize(text, &scope());
     rx.recv().await.expect("a first chunk").expect("audio");
     drop(rx);
     // The task ends on its own; wait for it (bounded, so a bug fails rather
@@ -121,7 +128,7 @@ fn missing_espeak_is_a_load_error_naming_the_package() {
 #[test]
 fn synthesize_outside_a_runtime_reports_an_error() {
     let tts = piper();
-    let mut rx = tts.synthesize("Hello.".to_owned());
+    let mut rx = tts.synthesize("Hello.".to_owned(), &scope());
     let first = rx.blocking_recv().expect("one message");
     assert!(
         matches!(first, Err(ProviderError::Inference { .. })),

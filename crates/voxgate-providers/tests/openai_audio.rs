@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use voxgate_core::audio::{SampleRate, parse_wav};
 use voxgate_providers::cloud::BaseUrl;
 use voxgate_providers::cloud::openai::OpenAiConfig;
@@ -13,7 +15,7 @@ use voxgate_providers::cloud::openai::speech::{OpenAiSpeech, SpeechOptions};
 use voxgate_providers::cloud::openai::transcription::{OpenAiTranscription, TranscriptionOptions};
 use voxgate_providers::supervisor::{Supervisor, VendorPolicy};
 use voxgate_providers::{
-    BatchStt, ProviderError, Secret, SpeechToText, TextToSpeech, TranscribeUtterance,
+    BatchStt, ProviderError, Secret, SpeechToText, TaskScope, TextToSpeech, TranscribeUtterance,
 };
 use voxgate_testkit::fakes::openai::{FakeOpenAi, Fault};
 
@@ -21,6 +23,11 @@ const KEY: &str = "sk-test-secret-0001";
 
 /// Longest any request may take in these tests.
 const DEADLINE: Duration = Duration::from_secs(10);
+
+/// A scope that nothing cancels: each test holds what it started.
+fn scope() -> TaskScope {
+    TaskScope::new(TaskTracker::new(), CancellationToken::new())
+}
 
 fn config(fake: &FakeOpenAi) -> OpenAiConfig {
     OpenAiConfig {
@@ -62,7 +69,7 @@ async fn drain<T>(mut rx: mpsc::Receiver<T>) -> Vec<T> {
 }
 
 async fn transcribe(stt: &OpenAiTranscription, audio: Vec<i16>) -> Result<String, ProviderError> {
-    let mut answers = drain(stt.transcribe(audio)).await;
+    let mut answers = drain(stt.transcribe(audio, &scope())).await;
     assert_eq!(answers.len(), 1, "one answer");
     answers.remove(0)
 }
@@ -170,7 +177,7 @@ async fn speech_streams_pcm_at_24_khz() {
     fake.push_speech(audio.clone());
     let tts = speaker(&fake);
     assert_eq!(tts.sample_rate(), 24_000);
-    let chunks: Vec<Vec<i16>> = drain(tts.synthesize("Hello there.".to_owned()))
+    let chunks: Vec<Vec<i16>> = drain(tts.synthesize("Hello there.".to_owned(), &scope()))
         .await
         .into_iter()
         .map(|chunk| chunk.expect("audio"))
@@ -196,7 +203,7 @@ async fn speech_cut_mid_stream_fails_after_the_audio_that_came() {
     let fake = FakeOpenAi::start().await;
     fake.push_speech(tone(24_000));
     fake.push_fault(Fault::DropMidStream);
-    let items = drain(speaker(&fake).synthesize("Hello.".to_owned())).await;
+    let items = drain(speaker(&fake).synthesize("Hello.".to_owned(), &scope())).await;
     let (last, audio) = items.split_last().expect("something arrived");
     assert!(
         matches!(last, Err(ProviderError::Unavailable { .. })),
@@ -215,7 +222,7 @@ async fn speech_slow_first_byte_times_out() {
     };
     let tts = OpenAiSpeech::new(config(&fake), options, supervisor()).expect("a client");
     let started = Instant::now();
-    let items = drain(tts.synthesize("Hello.".to_owned())).await;
+    let items = drain(tts.synthesize("Hello.".to_owned(), &scope())).await;
     assert!(
         matches!(items.as_slice(), [Err(ProviderError::Unavailable { .. })]),
         "{items:?}"
@@ -227,7 +234,7 @@ async fn speech_slow_first_byte_times_out() {
 async fn dropping_the_speech_receiver_stops_the_request() {
     let fake = FakeOpenAi::start().await;
     fake.push_speech_paced(tone(24_000 * 10), Duration::from_millis(10));
-    let mut rx = speaker(&fake).synthesize("A long story.".to_owned());
+    let mut rx = speaker(&fake).synthesize("A long story.".to_owned(), &scope());
     let first = tokio::time::timeout(DEADLINE, rx.recv())
         .await
         .expect("audio in time");
@@ -244,7 +251,7 @@ async fn dropping_the_speech_receiver_stops_the_request() {
 #[tokio::test]
 async fn nothing_to_say_makes_no_request() {
     let fake = FakeOpenAi::start().await;
-    let items = drain(speaker(&fake).synthesize("  ".to_owned())).await;
+    let items = drain(speaker(&fake).synthesize("  ".to_owned(), &scope())).await;
     assert!(items.is_empty());
     assert!(fake.requests().is_empty());
 }

@@ -6,13 +6,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use voxgate_providers::cloud::BaseUrl;
 use voxgate_providers::cloud::openai::OpenAiConfig;
 use voxgate_providers::cloud::openai::chat::{ChatOptions, OpenAiChat, check};
 use voxgate_providers::supervisor::{Supervisor, VendorPolicy};
 use voxgate_providers::{
-    ChatMessage, LanguageModel, LlmChunk, LlmRequest, ProviderError, Secret, TokenUsage, ToolCall,
-    ToolSpec,
+    ChatMessage, LanguageModel, LlmChunk, LlmRequest, ProviderError, Secret, TaskScope, TokenUsage,
+    ToolCall, ToolSpec,
 };
 use voxgate_testkit::fakes::openai::{ChatReply, FakeOpenAi, Fault, Quirk, ScriptedToolCall};
 
@@ -20,6 +22,11 @@ const KEY: &str = "sk-test-secret-0001";
 
 /// Longest any reply may take in these tests.
 const DEADLINE: Duration = Duration::from_secs(10);
+
+/// A scope that nothing cancels: each test holds what it started.
+fn scope() -> TaskScope {
+    TaskScope::new(TaskTracker::new(), CancellationToken::new())
+}
 
 fn config(fake: &FakeOpenAi, key: Option<&str>) -> OpenAiConfig {
     OpenAiConfig {
@@ -116,7 +123,7 @@ async fn text_streams_in_pieces_and_in_order() {
             .with_usage(12, 3)
             .with_interval(Duration::from_millis(80)),
     );
-    let mut rx = chat(&fake).reply(hello());
+    let mut rx = chat(&fake).reply(hello(), &scope());
     let mut arrivals = Vec::new();
     let mut chunks = Vec::new();
     while let Some(chunk) = tokio::time::timeout(DEADLINE, rx.recv())
@@ -165,7 +172,7 @@ async fn parallel_tool_calls_are_emitted_complete() {
         tools: weather_tools(),
         ..hello()
     };
-    let (chunks, error) = collect(chat(&fake).reply(request)).await;
+    let (chunks, error) = collect(chat(&fake).reply(request, &scope())).await;
     assert!(error.is_none(), "{error:?}");
     assert_eq!(
         chunks,
@@ -212,7 +219,7 @@ async fn tool_calls_and_results_are_sent_back_in_the_history() {
         ],
         tools: weather_tools(),
     };
-    let (_, error) = collect(chat(&fake).reply(request)).await;
+    let (_, error) = collect(chat(&fake).reply(request, &scope())).await;
     assert!(error.is_none(), "{error:?}");
     assert_eq!(
         fake.requests()[0].json()["messages"],
@@ -246,7 +253,7 @@ async fn compatible_servers_quirks_give_the_same_reply() {
             .with_quirk(quirk);
         reply.text_deltas = vec!["One ".to_owned(), "moment.".to_owned()];
         fake.push_chat(reply);
-        let (chunks, error) = collect(model.reply(hello())).await;
+        let (chunks, error) = collect(model.reply(hello(), &scope())).await;
         assert!(error.is_none(), "{quirk:?}: {error:?}");
         assert_eq!(
             chunks,
@@ -266,7 +273,7 @@ async fn compatible_servers_quirks_give_the_same_reply() {
 async fn a_refused_key_is_rejected_without_retry_and_never_shown() {
     let fake = FakeOpenAi::start().await;
     fake.push_fault(Fault::Status(401));
-    let (chunks, error) = collect(chat(&fake).reply(hello())).await;
+    let (chunks, error) = collect(chat(&fake).reply(hello(), &scope())).await;
     assert!(chunks.is_empty());
     let error = error.expect("an error");
     assert!(
@@ -291,7 +298,7 @@ async fn without_a_key_no_authorization_is_sent() {
     let fake = FakeOpenAi::start().await;
     let model = OpenAiChat::new(config(&fake, None), ChatOptions::default(), supervisor())
         .expect("a client");
-    let (_, error) = collect(model.reply(hello())).await;
+    let (_, error) = collect(model.reply(hello(), &scope())).await;
     assert!(error.is_none(), "{error:?}");
     assert_eq!(fake.requests()[0].header("authorization"), None);
 }
@@ -303,7 +310,7 @@ async fn rate_limiting_is_retried_after_the_time_asked() {
         retry_after_secs: 1,
     });
     let started = Instant::now();
-    let (chunks, error) = collect(chat(&fake).reply(hello())).await;
+    let (chunks, error) = collect(chat(&fake).reply(hello(), &scope())).await;
     assert!(error.is_none(), "{error:?}");
     assert_eq!(chunks[0], text("Hello"));
     assert_eq!(fake.requests().len(), 2);
@@ -314,7 +321,7 @@ async fn rate_limiting_is_retried_after_the_time_asked() {
 async fn a_server_error_is_retried() {
     let fake = FakeOpenAi::start().await;
     fake.push_fault(Fault::Status(500));
-    let (chunks, error) = collect(chat(&fake).reply(hello())).await;
+    let (chunks, error) = collect(chat(&fake).reply(hello(), &scope())).await;
     assert!(error.is_none(), "{error:?}");
     assert_eq!(chunks.first(), Some(&text("Hello")));
     assert_eq!(fake.requests().len(), 2);
@@ -326,7 +333,7 @@ async fn a_stream_cut_short_fails_after_the_text_that_came() {
         let fake = FakeOpenAi::start().await;
         fake.push_chat(ChatReply::text(&["a", "b", "c", "d", "e", "f", "g", "h"]));
         fake.push_fault(fault.clone());
-        let (chunks, error) = collect(chat(&fake).reply(hello())).await;
+        let (chunks, error) = collect(chat(&fake).reply(hello(), &scope())).await;
         let error = error.expect("an error");
         assert!(
             matches!(error, ProviderError::Unavailable { .. }),
@@ -346,7 +353,7 @@ async fn a_stream_cut_short_fails_after_the_text_that_came() {
 async fn a_malformed_chunk_is_a_protocol_error() {
     let fake = FakeOpenAi::start().await;
     fake.push_fault(Fault::MalformedChunk);
-    let (_, error) = collect(chat(&fake).reply(hello())).await;
+    let (_, error) = collect(chat(&fake).reply(hello(), &scope())).await;
     let error = error.expect("an error");
     assert!(matches!(error, ProviderError::Protocol { .. }), "{error:?}");
 }
@@ -363,7 +370,7 @@ async fn a_slow_first_byte_times_out() {
         },
     );
     let started = Instant::now();
-    let (chunks, error) = collect(model.reply(hello())).await;
+    let (chunks, error) = collect(model.reply(hello(), &scope())).await;
     assert!(chunks.is_empty());
     let error = error.expect("an error");
     assert!(
@@ -377,7 +384,7 @@ async fn a_slow_first_byte_times_out() {
 async fn dropping_the_receiver_stops_the_request() {
     let fake = FakeOpenAi::start().await;
     fake.push_chat(ChatReply::text(&["word "; 300]).with_interval(Duration::from_millis(10)));
-    let mut rx = chat(&fake).reply(hello());
+    let mut rx = chat(&fake).reply(hello(), &scope());
     for _ in 0..3 {
         let chunk = tokio::time::timeout(DEADLINE, rx.recv())
             .await
@@ -425,4 +432,32 @@ async fn check_finds_the_model_and_reports_a_bad_key_or_model() {
         matches!(missing, Err(ProviderError::Rejected { status: 404, .. })),
         "{missing:?}"
     );
+}
+
+#[tokio::test]
+async fn a_reply_stops_with_its_scope_while_its_receiver_is_held() {
+    let fake = FakeOpenAi::start().await;
+    fake.push_chat(ChatReply::text(&["word "; 300]).with_interval(Duration::from_millis(10)));
+    let call = scope();
+    let mut rx = chat(&fake).reply(hello(), &call);
+    let chunk = tokio::time::timeout(DEADLINE, rx.recv())
+        .await
+        .expect("text in time");
+    assert!(matches!(chunk, Some(Ok(LlmChunk::Text(_)))));
+
+    call.token().cancel();
+    call.tracker().close();
+    tokio::time::timeout(DEADLINE, call.tracker().wait())
+        .await
+        .expect("the request's task ends with the call");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while fake.streams_abandoned() == 0 {
+        assert!(Instant::now() < deadline, "the fake still streams");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(fake.streams_completed(), 0);
+    // What was already queued may still be read; then the channel closes.
+    while let Some(chunk) = rx.recv().await {
+        assert!(chunk.is_ok(), "{chunk:?}");
+    }
 }

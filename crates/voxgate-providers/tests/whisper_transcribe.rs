@@ -9,12 +9,19 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use voxgate_models::{Manifest, NoProgress, fetch, models_dir};
-use voxgate_providers::TranscribeUtterance;
 use voxgate_providers::local::{EncoderWindow, WhisperConfig, WhisperStt};
+use voxgate_providers::{TaskScope, TranscribeUtterance};
 
 const SENTENCE: &str = "Hello, I would like to book a table for two people tonight.";
 const RATE: usize = 16_000;
+
+/// A scope that nothing cancels: each test holds what it started.
+fn scope() -> TaskScope {
+    TaskScope::new(TaskTracker::new(), CancellationToken::new())
+}
 
 fn whisper_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -82,7 +89,7 @@ async fn transcribe(audio: Vec<i16>) -> String {
     let seconds = audio.len() as f32 / RATE as f32;
     let start = Instant::now();
     let text = stt()
-        .transcribe(audio)
+        .transcribe(audio, &scope())
         .recv()
         .await
         .expect("one result")
@@ -137,8 +144,8 @@ async fn only_the_last_30_seconds_are_heard() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overlapping_calls_share_the_model() {
-    let first = stt().transcribe(sentence().to_vec());
-    let second = stt().transcribe(sentence().to_vec());
+    let first = stt().transcribe(sentence().to_vec(), &scope());
+    let second = stt().transcribe(sentence().to_vec(), &scope());
     for mut rx in [first, second] {
         let text = rx.recv().await.expect("one result").expect("transcription");
         assert_is_the_sentence(&text);

@@ -36,6 +36,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
+use voxgate_providers::TaskScope;
 use voxgate_providers::supervisor::VendorPolicy;
 use voxgate_store::{RecordWriter, Store, StoreError};
 
@@ -236,9 +237,21 @@ impl ServerHandle {
         self.state.open_connections.load(Ordering::SeqCst)
     }
 
-    /// Connection and call tasks still running (writers included).
+    /// Connection and call tasks still running (writers and providers'
+    /// tasks included: those of calls, and server-wide ones such as
+    /// ElevenLabs' spare socket).
     pub fn running_tasks(&self) -> usize {
         self.state.lifecycle.tracker.len()
+    }
+
+    /// The server's own scope, for providers' server-wide tasks (such as
+    /// ElevenLabs' spare socket) and the work of building them: the drain
+    /// waits for what runs in it, and stopping the server ends it.
+    pub fn task_scope(&self) -> TaskScope {
+        TaskScope::new(
+            self.state.lifecycle.tracker.clone(),
+            self.state.lifecycle.root.clone(),
+        )
     }
 
     /// Monitor sessions parked and not yet expired.

@@ -28,6 +28,8 @@ pub const UNKNOWN_EVENTS: &str = "voxgate_carrier_unknown_events_total";
 pub const EVENTS_DROPPED: &str = "voxgate_monitor_events_dropped_total";
 /// Caller audio or marks dropped because a call's agent was not keeping up.
 pub const AGENT_INPUT_DROPPED: &str = "voxgate_agent_input_dropped_total";
+/// Sentences of a reply skipped because the call's voice was far behind.
+pub const TTS_SEGMENTS_DROPPED: &str = "voxgate_tts_segments_dropped_total";
 /// Agent audio dropped because the carrier was not reading.
 pub const PLAYBACK_DROPPED: &str = "voxgate_playback_dropped_total";
 /// Seconds from the caller stopping to each stage of the reply, by stage.
@@ -67,6 +69,10 @@ pub fn describe() {
     describe_counter!(
         AGENT_INPUT_DROPPED,
         "Caller audio or marks dropped because the agent was not keeping up"
+    );
+    describe_counter!(
+        TTS_SEGMENTS_DROPPED,
+        "Reply sentences skipped because the call's voice was far behind"
     );
     describe_counter!(
         PLAYBACK_DROPPED,

@@ -15,7 +15,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use voxgate_core::engine::{Role, ToolCall};
 use voxgate_providers::{
-    BatchStt, LanguageModel, LlmChunk, LlmRequest, ProviderError, TextToSpeech,
+    BatchStt, LanguageModel, LlmChunk, LlmRequest, ProviderError, TaskScope, TextToSpeech,
     TranscribeUtterance, VadModel, VadStream,
 };
 use voxgate_server::agent::{AgentState, Providers};
@@ -47,7 +47,11 @@ impl VadStream for EnergyStream {
 struct ScriptedStt(Mutex<VecDeque<String>>);
 
 impl TranscribeUtterance for ScriptedStt {
-    fn transcribe(&self, _audio: Vec<i16>) -> mpsc::Receiver<Result<String, ProviderError>> {
+    fn transcribe(
+        &self,
+        _audio: Vec<i16>,
+        _scope: &TaskScope,
+    ) -> mpsc::Receiver<Result<String, ProviderError>> {
         let (tx, rx) = mpsc::channel(1);
         let text = self.0.lock().expect("lock").pop_front().unwrap_or_default();
         let _ = tx.try_send(Ok(text));
@@ -67,7 +71,11 @@ struct ScriptedLlm {
 }
 
 impl LanguageModel for ScriptedLlm {
-    fn reply(&self, request: LlmRequest) -> mpsc::Receiver<Result<LlmChunk, ProviderError>> {
+    fn reply(
+        &self,
+        request: LlmRequest,
+        _scope: &TaskScope,
+    ) -> mpsc::Receiver<Result<LlmChunk, ProviderError>> {
         self.prompts.lock().expect("lock").push(request);
         let round = self.rounds.lock().expect("lock").pop_front();
         let (tx, rx) = mpsc::channel(4);
@@ -113,7 +121,11 @@ impl TextToSpeech for ToneTts {
     fn sample_rate(&self) -> u32 {
         16_000
     }
-    fn synthesize(&self, text: String) -> mpsc::Receiver<Result<Vec<i16>, ProviderError>> {
+    fn synthesize(
+        &self,
+        text: String,
+        _scope: &TaskScope,
+    ) -> mpsc::Receiver<Result<Vec<i16>, ProviderError>> {
         let samples = text.chars().count() * 800;
         let (tx, rx) = mpsc::channel(samples / 1600 + 2);
         let tone: Vec<i16> = (0..samples)
@@ -163,6 +175,7 @@ async fn server_configured(
         )))),
         Arc::clone(&llm) as Arc<dyn LanguageModel>,
         Arc::new(ToneTts),
+        &server.handle.task_scope(),
     )
     .await
     .expect("providers");

@@ -358,7 +358,7 @@ fn main() {
             println!("providers: local models");
             (AgentConfig::default(), None)
         };
-        let providers = voxgate::agent::load_pipeline(&agent, &models, false)
+        let providers = voxgate::agent::load_pipeline(&agent, &models, false, &handle.task_scope())
             .await
             .expect("providers");
         vad_cost(&providers);

@@ -20,7 +20,7 @@ use voxgate_providers::local::{
 };
 use voxgate_providers::supervisor::{Supervisor, VendorPolicy};
 use voxgate_providers::{
-    BatchStt, LanguageModel, ProviderError, Secret, SpeechToText, TextToSpeech,
+    BatchStt, LanguageModel, ProviderError, Secret, SpeechToText, TaskScope, TextToSpeech,
 };
 use voxgate_server::agent::{AgentState, Providers, RealtimeAgent, RealtimeSettings};
 use voxgate_server::config::{
@@ -38,7 +38,8 @@ struct LocalModels {
 }
 
 /// The agent `config` describes, ready for calls: a speech-to-speech model
-/// in realtime mode, else the pipeline's providers.
+/// in realtime mode, else the pipeline's providers, whose server-wide tasks
+/// run in `scope` (the server's).
 ///
 /// # Errors
 /// As [`load_pipeline`], or the realtime model cannot be reached.
@@ -46,10 +47,11 @@ pub async fn load_agent(
     config: &AgentConfig,
     models_dir: &Path,
     show_progress: bool,
+    scope: &TaskScope,
 ) -> anyhow::Result<AgentState> {
     match config.mode {
         AgentMode::Pipeline => Ok(AgentState::Ready(
-            load_pipeline(config, models_dir, show_progress).await?,
+            load_pipeline(config, models_dir, show_progress, scope).await?,
         )),
         AgentMode::Realtime => {
             let model = config
@@ -78,7 +80,9 @@ pub async fn load_agent(
 
 /// Loads the providers `config` names: fetches and verifies the local
 /// models (with a progress bar on a terminal), builds the cloud clients,
-/// checks the ElevenLabs voice, and synthesizes the apology.
+/// checks the ElevenLabs voice, and synthesizes the apology. Tasks that
+/// serve every call (ElevenLabs' spare socket) run in `scope`, which should
+/// be the server's ([`voxgate_server::ServerHandle::task_scope`]).
 ///
 /// # Errors
 /// A model cannot be fetched or loaded, a vendor refuses the key or the
@@ -87,6 +91,7 @@ pub async fn load_pipeline(
     config: &AgentConfig,
     models_dir: &Path,
     show_progress: bool,
+    scope: &TaskScope,
 ) -> anyhow::Result<Providers> {
     let started = Instant::now();
     let dir = models_dir.to_path_buf();
@@ -149,6 +154,7 @@ pub async fn load_pipeline(
             Arc::new(elevenlabs::ElevenLabsTts::new(
                 voice,
                 Supervisor::new(elevenlabs::VENDOR, VendorPolicy::default()),
+                scope,
             ))
         }
         TtsProvider::OpenAi => Arc::new(OpenAiSpeech::new(
@@ -173,6 +179,7 @@ pub async fn load_pipeline(
         stt,
         llm,
         tts,
+        scope,
     )
     .await
     .context("synthesizing the apology with the configured voice")?;

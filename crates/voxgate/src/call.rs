@@ -61,7 +61,8 @@ pub async fn call(
     let addr = server.local_addr();
     let handle = server.handle();
     let running = tokio::spawn(server.run());
-    let agent = crate::agent::load_agent(&agent_config, models_dir, true).await?;
+    let agent =
+        crate::agent::load_agent(&agent_config, models_dir, true, &handle.task_scope()).await?;
     handle.set_agent(agent);
 
     let mut monitor = connect(addr, "/events").await;

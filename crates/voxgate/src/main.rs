@@ -161,7 +161,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let models_dir = models_dir(|name| std::env::var(name).ok());
     let loading = tokio::spawn(async move {
         let progress = std::io::stderr().is_terminal();
-        match agent::load_agent(&agent_config, &models_dir, progress).await {
+        let scope = handle.task_scope();
+        match agent::load_agent(&agent_config, &models_dir, progress, &scope).await {
             Ok(agent) => {
                 handle.set_agent(agent);
                 Ok(())

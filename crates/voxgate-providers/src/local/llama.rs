@@ -16,7 +16,7 @@ use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc;
 use voxgate_core::engine::{ChatMessage, Role};
 
-use crate::{LanguageModel, LlmChunk, LlmRequest, ProviderError};
+use crate::{LanguageModel, LlmChunk, LlmRequest, ProviderError, TaskScope};
 
 const PROVIDER: &str = "llama";
 
@@ -273,8 +273,14 @@ impl LlamaLlm {
 
 impl LanguageModel for LlamaLlm {
     /// SmolLM2-135M cannot call tools reliably, so `request.tools` is not
-    /// offered to it.
-    fn reply(&self, request: LlmRequest) -> mpsc::Receiver<Result<LlmChunk, ProviderError>> {
+    /// offered to it. The reply is generated on the model's own threads,
+    /// not in `scope`: they outlive calls, and drop a job whose receiver is
+    /// gone.
+    fn reply(
+        &self,
+        request: LlmRequest,
+        _scope: &TaskScope,
+    ) -> mpsc::Receiver<Result<LlmChunk, ProviderError>> {
         let (tx, rx) = mpsc::channel(self.inner.config.stream_buffer);
         let prompt = self.inner.prompt(&request.messages).unwrap_or_default();
         let slot = self.route(&prompt);

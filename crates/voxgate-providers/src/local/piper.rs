@@ -42,7 +42,7 @@ use tokio::sync::mpsc;
 use unicode_normalization::UnicodeNormalization;
 
 use super::ort_env::{OnnxRuntime, SessionThreads};
-use crate::{ProviderError, TextToSpeech};
+use crate::{ProviderError, TaskScope, TextToSpeech};
 
 const PROVIDER: &str = "piper";
 /// The Debian package that provides the `espeak-ng` program.
@@ -193,9 +193,14 @@ impl TextToSpeech for PiperTts {
     }
 
     /// One chunk per sentence. Must be called inside a tokio runtime (the
-    /// work runs on its blocking pool); otherwise the channel carries one
-    /// error.
-    fn synthesize(&self, text: String) -> mpsc::Receiver<Result<Vec<i16>, ProviderError>> {
+    /// work runs on its blocking pool, not in `scope`: blocking work cannot
+    /// be cancelled, and it stops between sentences once the receiver is
+    /// gone); otherwise the channel carries one error.
+    fn synthesize(
+        &self,
+        text: String,
+        _scope: &TaskScope,
+    ) -> mpsc::Receiver<Result<Vec<i16>, ProviderError>> {
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {

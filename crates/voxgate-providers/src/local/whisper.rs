@@ -20,7 +20,7 @@ use rustfft::{Fft, FftPlanner};
 use tokenizers::Tokenizer;
 use tokio::sync::mpsc;
 
-use crate::{ProviderError, TranscribeUtterance};
+use crate::{ProviderError, TaskScope, TranscribeUtterance};
 
 const PROVIDER: &str = "whisper";
 
@@ -252,7 +252,13 @@ impl WhisperStt {
 }
 
 impl TranscribeUtterance for WhisperStt {
-    fn transcribe(&self, audio: Vec<i16>) -> mpsc::Receiver<Result<String, ProviderError>> {
+    /// Runs on the blocking pool, not in `scope`: a transcription cannot
+    /// be cancelled midway, and is skipped when nobody waits for it.
+    fn transcribe(
+        &self,
+        audio: Vec<i16>,
+        _scope: &TaskScope,
+    ) -> mpsc::Receiver<Result<String, ProviderError>> {
         let (tx, rx) = mpsc::channel(1);
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {

@@ -3,7 +3,7 @@
 
 use voxgate_core::engine::{ChatMessage, Role};
 use voxgate_core::events::JobConfig;
-use voxgate_providers::{LlmChunk, LlmRequest, ProviderError};
+use voxgate_providers::{LlmChunk, LlmRequest, ProviderError, TaskScope};
 use voxgate_store::Store;
 
 use super::Providers;
@@ -21,7 +21,8 @@ pub struct ChatAnswer {
     pub exchange: [ChatMessage; 2],
 }
 
-/// Answers `text` as the persona `job` names, after `history`.
+/// Answers `text` as the persona `job` names, after `history`; the model's
+/// work runs in `scope` (the monitor session's).
 ///
 /// # Errors
 /// The language model failed.
@@ -31,6 +32,7 @@ pub async fn chat_turn(
     job: &JobConfig,
     history: Vec<ChatMessage>,
     text: String,
+    scope: &TaskScope,
 ) -> Result<ChatAnswer, ProviderError> {
     let persona = resolve_persona(store, job).await;
     let user = ChatMessage::new(Role::User, text);
@@ -39,7 +41,7 @@ pub async fn chat_turn(
     messages.extend(history);
     messages.push(user.clone());
     // A text chat offers no tools: it has no call to end or transfer.
-    let mut pieces = providers.llm.reply(LlmRequest::chat(messages));
+    let mut pieces = providers.llm.reply(LlmRequest::chat(messages), scope);
     let mut answer = String::new();
     while let Some(piece) = pieces.recv().await {
         if let LlmChunk::Text(text) = piece? {

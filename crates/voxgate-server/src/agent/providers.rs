@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use voxgate_core::audio::{Resampler, SampleRate};
 use voxgate_providers::{
-    EndOfTurnModel, LanguageModel, ProviderError, SpeechToText, TextToSpeech, VadModel,
+    EndOfTurnModel, LanguageModel, ProviderError, SpeechToText, TaskScope, TextToSpeech, VadModel,
 };
 
 /// What the agent says before hanging up when a provider fails mid-call.
@@ -40,8 +40,9 @@ impl fmt::Debug for Providers {
 }
 
 impl Providers {
-    /// Bundles the providers and synthesizes the apology now: when a
-    /// provider fails mid-call, TTS may be the one that failed.
+    /// Bundles the providers and synthesizes the apology now, in `scope`
+    /// (the server's): when a provider fails mid-call, TTS may be the one
+    /// that failed.
     ///
     /// # Errors
     /// The TTS cannot say the apology, or speaks at a rate that cannot be
@@ -52,12 +53,13 @@ impl Providers {
         stt: Arc<dyn SpeechToText>,
         llm: Arc<dyn LanguageModel>,
         tts: Arc<dyn TextToSpeech>,
+        scope: &TaskScope,
     ) -> Result<Providers, ProviderError> {
         let rate = SampleRate::new(tts.sample_rate()).map_err(|e| load_error("tts", &e))?;
         if !rate.is_resamplable() {
             return Err(load_error("tts", &format!("{rate} cannot be resampled")));
         }
-        let mut chunks = tts.synthesize(APOLOGY.to_owned());
+        let mut chunks = tts.synthesize(APOLOGY.to_owned(), scope);
         let mut apology = Vec::new();
         while let Some(chunk) = chunks.recv().await {
             apology.extend(chunk?);

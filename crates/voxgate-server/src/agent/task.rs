@@ -19,14 +19,14 @@ use voxgate_core::engine::{
 use voxgate_core::events::{CallEvent, JobConfig};
 use voxgate_core::ids::CallSid;
 use voxgate_core::persona::{HttpToolSpec, PersonaSpec};
-use voxgate_providers::{LlmChunk, LlmRequest, SttStream, VadStream};
+use voxgate_providers::{LlmChunk, LlmRequest, SttStream, TaskScope, VadStream};
 use voxgate_store::{RecordWriter, Store};
 
 use super::Providers;
 use super::tools::ToolClient;
 use super::transcript::TranscriptLog;
 use crate::bus::EventBus;
-use crate::metrics::{AGENT_INPUT_DROPPED, LLM_TOKENS, TURN_STAGE_SECONDS};
+use crate::metrics::{AGENT_INPUT_DROPPED, LLM_TOKENS, TTS_SEGMENTS_DROPPED, TURN_STAGE_SECONDS};
 use crate::personas::resolve_persona;
 
 /// What the agent asks of the call's socket.
@@ -85,6 +85,12 @@ const INPUT_QUEUE: usize = 512;
 const ACTION_QUEUE: usize = 256;
 /// Provider results queued for the engine.
 const RESULT_QUEUE: usize = 256;
+/// Sentences queued for the TTS worker: minutes of speech. The engine
+/// queues a reply's sentences as the model writes them, faster than they
+/// are spoken, so only a reply far longer than anyone listens to, or a
+/// stuck voice, fills it; a sentence that finds it full is skipped (and
+/// counted) rather than held, since the agent must not wait.
+const SPEAK_QUEUE: usize = 64;
 
 impl AgentHandle {
     /// Hands the agent caller audio at the carrier's rate; never waits.
@@ -148,8 +154,8 @@ pub trait CallTransfer: Send + Sync + std::fmt::Debug {
 }
 
 /// Starts the agent of a call on `tracker`. It ends when `token` (the
-/// call's) is cancelled or the handle is dropped, and every task it starts
-/// ends with it.
+/// call's) is cancelled or the handle is dropped, and every task it starts,
+/// its providers' included, ends with it.
 pub fn spawn_agent(
     providers: &Providers,
     spec: AgentSpec,
@@ -162,18 +168,18 @@ pub fn spawn_agent(
     let (input_tx, input_rx) = mpsc::channel(INPUT_QUEUE);
     let (action_tx, action_rx) = mpsc::channel(ACTION_QUEUE);
     let (result_tx, result_rx) = mpsc::channel(RESULT_QUEUE);
-    let (tts_tx, tts_rx) = mpsc::unbounded_channel();
+    let (tts_tx, tts_rx) = mpsc::channel(SPEAK_QUEUE);
     let span = tracing::info_span!("agent", call_id = %spec.call_id);
+    let scope = TaskScope::new(tracker.clone(), token.clone());
     let workers = Workers {
         providers: providers.clone(),
         store,
-        tracker: tracker.clone(),
-        token: token.clone(),
+        stt: providers.stt.open(&scope),
+        scope: scope.clone(),
         results: result_tx,
         tts_jobs: tts_tx,
         llm_turns: HashMap::new(),
         tts_turns: HashMap::new(),
-        stt: providers.stt.open(),
         tools: PersonaTools::default(),
         tool_client: spec.tools.clone(),
     };
@@ -184,7 +190,7 @@ pub fn spawn_agent(
             spec.carrier_rate,
             tts_rx,
             workers.results.clone(),
-            token.clone(),
+            scope,
         )
         .instrument(span.clone()),
     );
@@ -273,7 +279,7 @@ impl Agent {
         mut inputs: mpsc::Receiver<AgentInput>,
         mut results: mpsc::Receiver<Input>,
     ) {
-        let token = self.workers.token.clone();
+        let token = self.workers.scope.token().clone();
         self.engine.handle(now(), Input::Answered);
         loop {
             if !self.carry_out().await {
@@ -361,7 +367,9 @@ impl Agent {
                     continue;
                 }
                 other => {
-                    self.workers.start(other);
+                    if let Some(skipped) = self.workers.start(other) {
+                        self.engine.handle(now(), skipped);
+                    }
                     continue;
                 }
             };
@@ -491,11 +499,11 @@ pub(super) async fn sleep_until(deadline: Option<Instant>) {
 struct Workers {
     providers: Providers,
     store: Store,
-    tracker: TaskTracker,
-    /// The call's token: every worker ends with the call.
-    token: CancellationToken,
+    /// The server's tracker and the call's token: every worker, and every
+    /// task the providers start for the call, ends with the call.
+    scope: TaskScope,
     results: mpsc::Sender<Input>,
-    tts_jobs: mpsc::UnboundedSender<SpeakJob>,
+    tts_jobs: mpsc::Sender<SpeakJob>,
     llm_turns: HashMap<TurnId, CancellationToken>,
     tts_turns: HashMap<TurnId, CancellationToken>,
     /// The call's speech-to-text stream.
@@ -517,7 +525,9 @@ struct SpeakJob {
 }
 
 impl Workers {
-    fn start(&mut self, output: Output) {
+    /// Starts the work `output` asks for; when it is skipped instead, the
+    /// input that tells the engine so.
+    fn start(&mut self, output: Output) -> Option<Input> {
         match output {
             Output::CheckEndOfTurn { turn, audio } => self.check_end_of_turn(turn, audio),
             Output::Transcribe {
@@ -531,7 +541,10 @@ impl Workers {
                 tools,
             } => {
                 let token = self.turn_token(turn);
-                let rx = self.providers.llm.reply(LlmRequest { messages, tools });
+                let rx = self
+                    .providers
+                    .llm
+                    .reply(LlmRequest { messages, tools }, &self.scope);
                 self.spawn(
                     token.clone(),
                     stream_reply(turn, rx, self.results.clone(), token),
@@ -551,13 +564,21 @@ impl Workers {
                 let token = self
                     .tts_turns
                     .entry(turn)
-                    .or_insert_with(|| self.token.child_token())
+                    .or_insert_with(|| self.scope.token().child_token())
                     .clone();
-                let _ = self.tts_jobs.send(SpeakJob {
+                let job = SpeakJob {
                     segment,
                     text,
                     token,
-                });
+                };
+                // Closed means the worker has stopped, having told the
+                // engine why.
+                if let Err(mpsc::error::TrySendError::Full(_)) = self.tts_jobs.try_send(job) {
+                    metrics::counter!(TTS_SEGMENTS_DROPPED).increment(1);
+                    tracing::warn!(?segment, "the voice is behind: a sentence is skipped");
+                    // Said, as far as the reply is concerned, so it ends.
+                    return Some(Input::TtsDone { segment });
+                }
             }
             Output::CancelTts { turn } => {
                 if let Some(token) = self.tts_turns.remove(&turn) {
@@ -566,11 +587,12 @@ impl Workers {
             }
             other => tracing::warn!(?other, "engine output not handled by a worker"),
         }
+        None
     }
 
     /// Runs `work` on the tracker until it finishes or `token` is cancelled.
     fn spawn(&self, token: CancellationToken, work: impl Future<Output = ()> + Send + 'static) {
-        self.tracker.spawn(
+        self.scope.tracker().spawn(
             async move {
                 tokio::select! {
                     () = token.cancelled() => {}
@@ -587,7 +609,7 @@ impl Workers {
         self.llm_turns.retain(|_, t| !t.is_cancelled());
         self.llm_turns
             .entry(turn)
-            .or_insert_with(|| self.token.child_token())
+            .or_insert_with(|| self.scope.token().child_token())
             .clone()
     }
 
@@ -596,7 +618,7 @@ impl Workers {
         let store = self.store.clone();
         let results = self.results.clone();
         let tools = Arc::clone(&self.tools);
-        self.spawn(self.token.clone(), async move {
+        self.spawn(self.scope.token().clone(), async move {
             let persona = resolve_persona(&store, &job).await;
             tracing::info!(persona = %persona.name, "persona updated");
             let engine = adopt(&tools, &persona, can_transfer);
@@ -637,7 +659,7 @@ impl Workers {
             return;
         };
         let results = self.results.clone();
-        self.spawn(self.token.clone(), async move {
+        self.spawn(self.scope.token().clone(), async move {
             let verdict = tokio::task::spawn_blocking(move || model.predict(&audio)).await;
             match verdict {
                 Ok(Ok(probability)) => {
@@ -652,7 +674,7 @@ impl Workers {
     fn transcribe(&mut self, turn: TurnId, attempt: u32, audio: Vec<i16>) {
         let mut rx = self.stt.transcribe(audio);
         let results = self.results.clone();
-        self.spawn(self.token.clone(), async move {
+        self.spawn(self.scope.token().clone(), async move {
             let input = match rx.recv().await {
                 Some(Ok(text)) => Input::SttFinal {
                     turn,
@@ -728,14 +750,15 @@ async fn stream_reply(
     }
 }
 
-/// Synthesizes segments one at a time, in order, at the carrier's rate.
+/// Synthesizes segments one at a time, in order, at the carrier's rate,
+/// in the call's `scope`.
 async fn tts_worker(
     tts: Arc<dyn voxgate_providers::TextToSpeech>,
     from: SampleRate,
     to: SampleRate,
-    mut jobs: mpsc::UnboundedReceiver<SpeakJob>,
+    mut jobs: mpsc::Receiver<SpeakJob>,
     results: mpsc::Sender<Input>,
-    call: CancellationToken,
+    scope: TaskScope,
 ) {
     let Ok(mut resampler) = Resampler::new(from, to) else {
         let _ = results
@@ -748,7 +771,7 @@ async fn tts_worker(
     };
     loop {
         let job = tokio::select! {
-            () = call.cancelled() => return,
+            () = scope.token().cancelled() => return,
             job = jobs.recv() => match job {
                 Some(job) => job,
                 None => return,
@@ -757,7 +780,7 @@ async fn tts_worker(
         if job.token.is_cancelled() {
             continue;
         }
-        let mut chunks = tts.synthesize(job.text);
+        let mut chunks = tts.synthesize(job.text, &scope);
         let mut out = Vec::new();
         loop {
             let chunk = tokio::select! {

@@ -15,6 +15,7 @@ use voxgate_core::events::{
     CallEvent, ErrorCode, JobConfig, MonitorRequest, ProtocolError, ServerMessage,
 };
 use voxgate_core::ids::{CallSid, SessionId};
+use voxgate_providers::TaskScope;
 
 use super::{Connection, Frame, ReadEnd, WsSocket, close_code, new_session_id};
 use crate::agent::{AgentState, CHAT_HISTORY, ChatAnswer, chat_turn};
@@ -222,16 +223,17 @@ impl Monitor {
         }
         let history = self.chat_history.clone();
         let store = self.state.store.clone();
-        let token = self.token.clone();
-        self.state.lifecycle.tracker.spawn(
+        // The session's scope: the turn, and the model's work for it, end
+        // with the session.
+        let scope = TaskScope::new(self.state.lifecycle.tracker.clone(), self.token.clone());
+        let turn_scope = scope.clone();
+        scope.spawn(
             async move {
-                let turn = chat_turn(&providers, &store, &job, history, text);
-                tokio::select! {
-                    () = token.cancelled() => {}
-                    answer = turn => {
-                        slot.send(ChatDone { id, answer: answer.map_err(|e| e.to_string()) });
-                    }
-                }
+                let answer = chat_turn(&providers, &store, &job, history, text, &turn_scope).await;
+                slot.send(ChatDone {
+                    id,
+                    answer: answer.map_err(|e| e.to_string()),
+                });
             }
             .in_current_span(),
         );

@@ -74,6 +74,9 @@ pub struct Faults {
     pub malformed_on_connect: bool,
     /// `Finalize` is recorded but never answered.
     pub ignore_finalize: bool,
+    /// `CloseStream` is recorded but never answered: the socket stays open
+    /// until the client gives up on the close and goes.
+    pub ignore_close_stream: bool,
 }
 
 /// Handshakes refused with an HTTP status.
@@ -431,11 +434,12 @@ impl Session {
                         Some("Finalize") if !self.faults.ignore_finalize => {
                             vec![self.transcriber.finalize(false, true)]
                         }
-                        Some("CloseStream") => {
+                        Some("CloseStream") if !self.faults.ignore_close_stream => {
                             self.close_stream().await;
                             return Ending::CloseStream;
                         }
-                        // KeepAlive, an ignored Finalize, or anything else.
+                        // KeepAlive, an ignored Finalize or CloseStream, or
+                        // anything else.
                         _ => Vec::new(),
                     }
                 }

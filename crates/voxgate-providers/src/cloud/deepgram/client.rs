@@ -1,7 +1,10 @@
 //! The IO of one call: its stream handle, and the task that owns the
 //! socket. The task reacts to one event at a time (the caller's audio and
 //! requests, the socket, the connect in progress, the keepalive and
-//! finalize timers), so the call's state has one owner and no locks.
+//! finalize timers, the call's end), so the call's state has one owner and
+//! no locks. It runs on the call's tracker: it ends when the handle is
+//! dropped or the call's token is cancelled, after a close handshake
+//! bounded by `close_timeout`, and a draining server waits for it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,6 +20,7 @@ use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
 
 use super::backlog::Backlog;
 use super::messages::{self, CLOSE_STREAM, FINALIZE, KEEP_ALIVE, ServerMessage};
@@ -24,7 +28,7 @@ use super::turn::Turn;
 use super::{Shared, VENDOR, authorization};
 use crate::cloud::handshake_error;
 use crate::supervisor::Permit;
-use crate::{ProviderError, SttStream};
+use crate::{ProviderError, SttStream, TaskScope};
 
 /// Audio frames queued between the caller and the task: 10 s of 20 ms
 /// frames. Past that the task is stuck and frames are dropped rather than
@@ -32,13 +36,22 @@ use crate::{ProviderError, SttStream};
 const AUDIO_QUEUE: usize = 500;
 /// Partial transcripts queued for display; older ones are worthless.
 const PARTIALS_QUEUE: usize = 64;
+/// Requests queued between the caller and the task. A call makes a few
+/// per turn, and the task takes them before anything else, so a full queue
+/// means the task is stuck (on a socket that takes nothing): the stream is
+/// then failed rather than made to wait or to grow.
+const REQUEST_QUEUE: usize = 32;
 
 /// The call's end of the task.
 pub(super) struct DeepgramStream {
     audio: mpsc::Sender<Bytes>,
-    requests: mpsc::UnboundedSender<Request>,
+    requests: mpsc::Sender<Request>,
     partials: Option<mpsc::Receiver<String>>,
     shared: Arc<Shared>,
+    /// A request found the queue full: the task fell behind for good, and
+    /// a dropped turn boundary would mix turns, so every transcription
+    /// fails from then on.
+    stuck: bool,
 }
 
 /// What the call asks of its task, besides audio.
@@ -47,10 +60,10 @@ enum Request {
     NextTurn,
 }
 
-/// Starts the call's task and returns its handle.
-pub(super) fn open(shared: Arc<Shared>) -> DeepgramStream {
+/// Starts the call's task in `scope` and returns its handle.
+pub(super) fn open(shared: Arc<Shared>, scope: &TaskScope) -> DeepgramStream {
     let (audio, audio_rx) = mpsc::channel(AUDIO_QUEUE);
-    let (requests, requests_rx) = mpsc::unbounded_channel();
+    let (requests, requests_rx) = mpsc::channel(REQUEST_QUEUE);
     let (partials_tx, partials) = mpsc::channel(PARTIALS_QUEUE);
     let bytes_per_second = messages::SAMPLE_RATE as f64 * 2.0;
     let backlog_bytes = (shared.config.connect_buffer.as_secs_f64() * bytes_per_second) as usize;
@@ -66,12 +79,38 @@ pub(super) fn open(shared: Arc<Shared>) -> DeepgramStream {
         pending: Vec::new(),
         drops_in_a_row: 0,
     };
-    tokio::spawn(task.run());
+    // On the tracker rather than `scope.spawn`: the task watches the token
+    // itself, so that the call's end still says goodbye to Deepgram.
+    drop(scope.tracker().spawn(task.run(scope.token().clone())));
     DeepgramStream {
         audio,
         requests,
         partials: Some(partials),
         shared,
+        stuck: false,
+    }
+}
+
+impl DeepgramStream {
+    /// Queues `request` without waiting, or gives it back when the task is
+    /// stuck (now or before).
+    fn request(&mut self, request: Request) -> Result<(), Request> {
+        if self.stuck {
+            return Err(request);
+        }
+        match self.requests.try_send(request) {
+            // A closed queue means the task has ended: the answer's sender
+            // is dropped with the request, and the receiver reports that.
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(request)) => {
+                tracing::warn!(
+                    vendor = VENDOR,
+                    "the stream's task is stuck; failing the stream"
+                );
+                self.stuck = true;
+                Err(request)
+            }
+        }
     }
 }
 
@@ -96,14 +135,19 @@ impl SttStream for DeepgramStream {
         _utterance: Vec<i16>,
     ) -> mpsc::Receiver<Result<String, ProviderError>> {
         let (answer, receiver) = mpsc::channel(1);
-        // The task lives as long as this handle; should it have ended, the
-        // answer's sender is dropped and the receiver reports that.
-        let _ = self.requests.send(Request::Transcribe(answer));
+        if let Err(Request::Transcribe(answer)) = self.request(Request::Transcribe(answer)) {
+            // The channel is new and empty, so there is room for this one.
+            let _ = answer.try_send(Err(ProviderError::Unavailable {
+                provider: VENDOR,
+                reason: "the stream fell behind its requests".to_owned(),
+            }));
+        }
         receiver
     }
 
     fn next_turn(&mut self) {
-        let _ = self.requests.send(Request::NextTurn);
+        // One that cannot be queued has failed the stream (see `stuck`).
+        let _ = self.request(Request::NextTurn);
     }
 
     fn partials(&mut self) -> Option<mpsc::Receiver<String>> {
@@ -142,6 +186,8 @@ struct Pending {
 
 /// One thing that happened, handled once the wait for it is over.
 enum Event {
+    /// The call's token was cancelled.
+    CallEnded,
     Request(Option<Request>),
     Audio(Option<Bytes>),
     Connected(Result<(Socket, Permit), ProviderError>),
@@ -156,7 +202,7 @@ struct Task {
     _active: ActiveStream,
     link: Link,
     audio: mpsc::Receiver<Bytes>,
-    requests: mpsc::UnboundedReceiver<Request>,
+    requests: mpsc::Receiver<Request>,
     partials: mpsc::Sender<String>,
     turn: Turn,
     backlog: Backlog,
@@ -167,18 +213,19 @@ struct Task {
 }
 
 impl Task {
-    async fn run(mut self) {
+    async fn run(mut self, call: CancellationToken) {
         loop {
             let keepalive_at = match &self.link {
                 Link::Open(open) => Some(open.last_sent + self.shared.config.keepalive_interval),
                 _ => None,
             };
             let deadline = self.pending.iter().map(|p| p.deadline).min();
-            // Requests first, so a turn boundary is never taken after
-            // results that arrived later; then audio, so it goes out as it
-            // comes.
+            // The call's end first; then requests, so a turn boundary is
+            // never taken after results that arrived later; then audio, so
+            // it goes out as it comes.
             let event = tokio::select! {
                 biased;
+                () = call.cancelled() => Event::CallEnded,
                 request = self.requests.recv() => Event::Request(request),
                 frame = self.audio.recv() => Event::Audio(frame),
                 event = self.link.next() => event,
@@ -186,8 +233,8 @@ impl Task {
                 () = at(deadline) => Event::FinalizeDeadline,
             };
             match event {
-                // The stream was dropped: the call is over.
-                Event::Request(None) | Event::Audio(None) => break,
+                // The call ended, or dropped the stream.
+                Event::CallEnded | Event::Request(None) | Event::Audio(None) => break,
                 Event::Request(Some(Request::Transcribe(answer))) => {
                     // Every frame the caller sent before asking is queued
                     // already: send it first, so `Finalize` flushes it too.
@@ -468,5 +515,63 @@ impl Drop for ActiveStream {
             .counters
             .active_streams
             .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{DeepgramConfig, DeepgramStt};
+    use super::*;
+    use crate::Secret;
+    use crate::cloud::BaseUrl;
+    use crate::supervisor::Supervisor;
+
+    /// A handle whose task never reads its requests, as when it is stuck on
+    /// a socket that takes nothing, and the requests it left unread.
+    fn stuck_stream() -> (DeepgramStream, mpsc::Receiver<Request>) {
+        let stt = DeepgramStt::new(
+            DeepgramConfig::new(
+                BaseUrl::parse("http://127.0.0.1:9").expect("a valid URL"),
+                Secret::new("dg-key"),
+            ),
+            Supervisor::new(VENDOR, Default::default()),
+        );
+        let (audio, _) = mpsc::channel(1);
+        let (requests, unread) = mpsc::channel(REQUEST_QUEUE);
+        let stream = DeepgramStream {
+            audio,
+            requests,
+            partials: None,
+            shared: stt.shared,
+            stuck: false,
+        };
+        (stream, unread)
+    }
+
+    #[test]
+    fn a_task_that_falls_behind_its_requests_fails_the_stream() {
+        let (mut stream, mut unread) = stuck_stream();
+        for _ in 0..REQUEST_QUEUE {
+            stream.next_turn();
+        }
+        let mut answer = stream.transcribe(Vec::new());
+        assert!(
+            matches!(
+                answer.try_recv(),
+                Ok(Err(ProviderError::Unavailable { .. }))
+            ),
+            "a full queue is answered at once"
+        );
+
+        // Even once the task has caught up: a lost turn boundary would mix
+        // turns.
+        while unread.try_recv().is_ok() {}
+        let mut later = stream.transcribe(Vec::new());
+        assert!(matches!(
+            later.try_recv(),
+            Ok(Err(ProviderError::Unavailable { .. }))
+        ));
+        stream.next_turn();
+        assert!(unread.try_recv().is_err(), "nothing more was queued");
     }
 }

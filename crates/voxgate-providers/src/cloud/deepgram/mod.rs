@@ -10,7 +10,8 @@
 //! began once the flushed results (`from_finalize`) arrive, or, when they
 //! are late, with what has arrived: the finals and the latest interim text. A socket that drops mid-call is
 //! reconnected; when that fails for good, every transcription answers the
-//! error. Dropping the stream sends `CloseStream` and ends the task.
+//! error. Dropping the stream, or cancelling the call's token, sends
+//! `CloseStream` and ends the task.
 //!
 //! The protocol itself, as plain data, is in [`messages`].
 
@@ -25,7 +26,7 @@ use std::time::Duration;
 
 use crate::cloud::{BaseUrl, check_status};
 use crate::supervisor::Supervisor;
-use crate::{ProviderError, Secret, SpeechToText, SttStream};
+use crate::{ProviderError, Secret, SpeechToText, SttStream, TaskScope};
 
 /// The vendor's name, in errors and on its [`Supervisor`].
 pub const VENDOR: &str = "deepgram";
@@ -143,10 +144,10 @@ impl DeepgramStt {
 }
 
 impl SpeechToText for DeepgramStt {
-    /// Opens a stream and starts its task; must be called within a tokio
-    /// runtime.
-    fn open(&self) -> Box<dyn SttStream> {
-        Box::new(client::open(self.shared.clone()))
+    /// Opens a stream and starts its task in `scope`; must be called
+    /// within a tokio runtime.
+    fn open(&self, scope: &TaskScope) -> Box<dyn SttStream> {
+        Box::new(client::open(self.shared.clone(), scope))
     }
 }
 

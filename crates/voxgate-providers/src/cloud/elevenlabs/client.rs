@@ -1,5 +1,5 @@
 //! The async shell: opening sockets under the supervisor, and one task per
-//! sentence that sends it and passes the audio on.
+//! sentence, in the call's scope, that sends it and passes the audio on.
 
 use std::fmt;
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use super::spare::Spares;
 use super::{ElevenLabsConfig, OutputFormat, VENDOR, invalid_key};
 use crate::cloud::handshake_error;
 use crate::supervisor::{Permit, Supervisor};
-use crate::{ProviderError, Secret, TextToSpeech};
+use crate::{ProviderError, Secret, TaskScope, TextToSpeech};
 
 /// Chunks buffered between a sentence's task and the engine.
 const CHANNEL_CAPACITY: usize = 32;
@@ -38,15 +38,17 @@ pub(super) struct Connection {
 }
 
 impl Connection {
-    /// Closes the socket in the background and frees its slot.
-    pub(super) fn retire(self) {
+    /// Closes the socket in the background, in `scope`, and frees its
+    /// slot. Should the scope end first, the socket is dropped unclosed,
+    /// which stops the vendor just as well.
+    pub(super) fn retire(self, scope: &TaskScope) {
         let Connection {
             mut socket, permit, ..
         } = self;
-        drop(tokio::spawn(async move {
+        scope.spawn(async move {
             let _ = tokio::time::timeout(CLOSE_GRACE, socket.close(None)).await;
             drop(permit);
-        }));
+        });
     }
 }
 
@@ -131,12 +133,15 @@ impl fmt::Debug for ElevenLabsTts {
 
 impl ElevenLabsTts {
     /// A client for `config`, opening its sockets under `supervisor` (the
-    /// one for [`VENDOR`], shared with anything else that calls it).
+    /// one for [`VENDOR`], shared with anything else that calls it). With
+    /// `config.prewarm`, the spare socket is kept by a task in `scope`,
+    /// which serves every call: the server's, so that it ends when the
+    /// server stops.
     ///
     /// # Panics
     /// With `config.prewarm`, outside a tokio runtime: the spare is kept
     /// by a task started here.
-    pub fn new(config: ElevenLabsConfig, supervisor: Supervisor) -> Self {
+    pub fn new(config: ElevenLabsConfig, supervisor: Supervisor, scope: &TaskScope) -> Self {
         let dialer = Arc::new(Dialer {
             url: config.stream_url(),
             api_key: config.api_key,
@@ -145,7 +150,7 @@ impl ElevenLabsTts {
         });
         let spares = config
             .prewarm
-            .then(|| Spares::start(Arc::clone(&dialer), config.spare_max_idle));
+            .then(|| Spares::start(Arc::clone(&dialer), config.spare_max_idle, scope));
         Self {
             speaker: Arc::new(Speaker {
                 dialer,
@@ -166,13 +171,18 @@ impl TextToSpeech for ElevenLabsTts {
 
     /// Must be called inside a tokio runtime; otherwise the channel carries
     /// one error.
-    fn synthesize(&self, text: String) -> mpsc::Receiver<Result<Vec<i16>, ProviderError>> {
+    fn synthesize(
+        &self,
+        text: String,
+        scope: &TaskScope,
+    ) -> mpsc::Receiver<Result<Vec<i16>, ProviderError>> {
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                // Detached: it ends with the sentence, or as soon as the
-                // receiver is dropped.
-                drop(runtime.spawn(Arc::clone(&self.speaker).speak(text, tx)));
+            Ok(_) => {
+                // It ends with the sentence, as soon as the receiver is
+                // dropped, or with the scope.
+                let speaker = Arc::clone(&self.speaker);
+                scope.spawn(speaker.speak(text, tx, scope.clone()));
             }
             Err(_) => {
                 // The channel is empty, so there is room for this one.
@@ -189,7 +199,8 @@ impl TextToSpeech for ElevenLabsTts {
 type Chunks = mpsc::Sender<Result<Vec<i16>, ProviderError>>;
 
 impl Speaker {
-    async fn speak(self: Arc<Self>, text: String, tx: Chunks) {
+    /// Says `text`; the sockets it lets go close in `scope`.
+    async fn speak(self: Arc<Self>, text: String, tx: Chunks, scope: TaskScope) {
         let text = text.trim();
         if text.is_empty() {
             return;
@@ -202,27 +213,32 @@ impl Speaker {
             None => None,
         };
         let outcome = match spare {
-            Some(connection) => match self.say(connection, text, &tx).await {
+            Some(connection) => match self.say(connection, text, &tx, &scope).await {
                 Err(stop) if stop.stale => {
                     tracing::debug!(error = %stop.error, "the spare socket had gone; connecting afresh");
-                    self.say_fresh(text, &tx).await
+                    self.say_fresh(text, &tx, &scope).await
                 }
                 other => other.map_err(|stop| self.count(stop.error)),
             },
-            None => self.say_fresh(text, &tx).await,
+            None => self.say_fresh(text, &tx, &scope).await,
         };
         if let Err(error) = outcome {
             let _ = tx.send(Err(error)).await;
         }
     }
 
-    async fn say_fresh(&self, text: &str, tx: &Chunks) -> Result<(), ProviderError> {
+    async fn say_fresh(
+        &self,
+        text: &str,
+        tx: &Chunks,
+        scope: &TaskScope,
+    ) -> Result<(), ProviderError> {
         // Failures to connect are counted by the supervisor itself.
         let connection = tokio::select! {
             connection = self.dialer.open() => connection?,
             () = tx.closed() => return Ok(()),
         };
-        self.say(connection, text, tx)
+        self.say(connection, text, tx, scope)
             .await
             .map_err(|stop| self.count(stop.error))
     }
@@ -241,9 +257,15 @@ impl Speaker {
 
     /// Says `text` on `connection`, passing the audio to `tx`, then lets
     /// the socket go: one sentence per socket.
-    async fn say(&self, mut connection: Connection, text: &str, tx: &Chunks) -> Result<(), Stop> {
+    async fn say(
+        &self,
+        mut connection: Connection,
+        text: &str,
+        tx: &Chunks,
+        scope: &TaskScope,
+    ) -> Result<(), Stop> {
         let outcome = self.converse(&mut connection.socket, text, tx).await;
-        connection.retire();
+        connection.retire(scope);
         outcome
     }
 

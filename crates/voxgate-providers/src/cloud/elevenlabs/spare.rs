@@ -1,7 +1,9 @@
 //! The spare socket: connected and initialised ahead of the next
 //! sentence, so that a sentence starts without a handshake.
 //!
-//! One task owns the spare and is reached through a channel. It opens a
+//! One task owns the spare and is reached through a channel; it runs in
+//! the scope the provider was built with (the server's), as does the
+//! closing of the sockets it lets go. It opens a
 //! replacement whenever the spare is taken or has waited `max_idle` (the
 //! old one serves until the new one is ready), and watches the idle
 //! socket: one that closes, or says anything, is dropped. A spare that
@@ -20,23 +22,23 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::client::{Connection, Dialer};
-use crate::ProviderError;
+use crate::{ProviderError, TaskScope};
 
 type Take = oneshot::Sender<Option<Connection>>;
 type Opening = Pin<Box<dyn Future<Output = Result<Connection, ProviderError>> + Send>>;
 
 /// The handle to the task that keeps the spare; the task ends, closing
-/// the spare, when every handle is gone.
+/// the spare, when every handle is gone or its scope is cancelled.
 #[derive(Debug)]
 pub(super) struct Spares {
     requests: mpsc::Sender<Take>,
 }
 
 impl Spares {
-    /// Starts the task, which opens the first spare at once.
-    pub(super) fn start(dialer: Arc<Dialer>, max_idle: Duration) -> Self {
+    /// Starts the task in `scope`; it opens the first spare at once.
+    pub(super) fn start(dialer: Arc<Dialer>, max_idle: Duration, scope: &TaskScope) -> Self {
         let (requests, taken) = mpsc::channel(16);
-        drop(tokio::spawn(keep_spare(dialer, max_idle, taken)));
+        scope.spawn(keep_spare(dialer, max_idle, taken, scope.clone()));
         Self { requests }
     }
 
@@ -48,7 +50,12 @@ impl Spares {
     }
 }
 
-async fn keep_spare(dialer: Arc<Dialer>, max_idle: Duration, mut requests: mpsc::Receiver<Take>) {
+async fn keep_spare(
+    dialer: Arc<Dialer>,
+    max_idle: Duration,
+    mut requests: mpsc::Receiver<Take>,
+    scope: TaskScope,
+) {
     let open = |dialer: &Arc<Dialer>| -> Opening {
         let dialer = Arc::clone(dialer);
         Box::pin(async move { dialer.open().await })
@@ -64,7 +71,7 @@ async fn keep_spare(dialer: Arc<Dialer>, max_idle: Duration, mut requests: mpsc:
             request = requests.recv() => {
                 let Some(reply) = request else {
                     if let Some(connection) = spare.take() {
-                        connection.retire();
+                        connection.retire(&scope);
                     }
                     return;
                 };
@@ -86,7 +93,7 @@ async fn keep_spare(dialer: Arc<Dialer>, max_idle: Duration, mut requests: mpsc:
                     }
                 };
                 if let Some(old) = replaced {
-                    old.retire();
+                    old.retire(&scope);
                 }
             }
             () = sleep_until(refresh_at) => {
@@ -98,7 +105,7 @@ async fn keep_spare(dialer: Arc<Dialer>, max_idle: Duration, mut requests: mpsc:
                 }
                 tracing::debug!(?event, "the spare socket went away");
                 if let Some(connection) = spare.take() {
-                    connection.retire();
+                    connection.retire(&scope);
                 }
             }
         }

@@ -23,7 +23,9 @@ use super::transport::{
     BodyPiece, PROVIDER, error_message, http_client, next_piece, protocol, send, spawn_or_fail,
 };
 use crate::supervisor::Supervisor;
-use crate::{ChatMessage, LanguageModel, LlmChunk, LlmRequest, ProviderError, TokenUsage};
+use crate::{
+    ChatMessage, LanguageModel, LlmChunk, LlmRequest, ProviderError, TaskScope, TokenUsage,
+};
 
 /// The model used when none is configured (`VOXGATE_LLM_MODEL`).
 pub const DEFAULT_CHAT_MODEL: &str = "gpt-4o-mini";
@@ -106,12 +108,16 @@ impl OpenAiChat {
 impl LanguageModel for OpenAiChat {
     /// Must be called inside a tokio runtime; otherwise the channel carries
     /// one error.
-    fn reply(&self, request: LlmRequest) -> mpsc::Receiver<Result<LlmChunk, ProviderError>> {
+    fn reply(
+        &self,
+        request: LlmRequest,
+        scope: &TaskScope,
+    ) -> mpsc::Receiver<Result<LlmChunk, ProviderError>> {
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let body = request_body(&self.inner.options, &request);
         let client = Arc::clone(&self.inner);
         let task_tx = tx.clone();
-        spawn_or_fail(&tx, async move {
+        spawn_or_fail(&tx, scope, async move {
             if let Err(error) = client.stream_reply(&body, &task_tx).await {
                 let _ = task_tx.send(Err(error)).await;
             }

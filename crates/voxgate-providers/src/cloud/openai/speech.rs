@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use super::OpenAiConfig;
 use super::transport::{BodyPiece, http_client, next_piece, send, spawn_or_fail};
 use crate::supervisor::Supervisor;
-use crate::{ProviderError, TextToSpeech};
+use crate::{ProviderError, TaskScope, TextToSpeech};
 
 /// The model used when none is configured.
 pub const DEFAULT_SPEECH_MODEL: &str = "gpt-4o-mini-tts";
@@ -96,7 +96,11 @@ impl TextToSpeech for OpenAiSpeech {
 
     /// Must be called inside a tokio runtime; otherwise the channel carries
     /// one error. Text with nothing to say closes the channel at once.
-    fn synthesize(&self, text: String) -> mpsc::Receiver<Result<Vec<i16>, ProviderError>> {
+    fn synthesize(
+        &self,
+        text: String,
+        scope: &TaskScope,
+    ) -> mpsc::Receiver<Result<Vec<i16>, ProviderError>> {
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         if text.trim().is_empty() {
             return rx;
@@ -104,7 +108,7 @@ impl TextToSpeech for OpenAiSpeech {
         let body = request_body(&self.inner.options, &text);
         let client = Arc::clone(&self.inner);
         let task_tx = tx.clone();
-        spawn_or_fail(&tx, async move {
+        spawn_or_fail(&tx, scope, async move {
             if let Err(error) = client.stream_audio(&body, &task_tx).await {
                 let _ = task_tx.send(Err(error)).await;
             }

@@ -11,7 +11,7 @@ use voxgate_core::audio::{SampleRate, write_wav_into};
 use super::OpenAiConfig;
 use super::transport::{http_client, protocol, send, spawn_or_fail, unavailable};
 use crate::supervisor::Supervisor;
-use crate::{ProviderError, TranscribeUtterance};
+use crate::{ProviderError, TaskScope, TranscribeUtterance};
 
 /// The model used when none is configured (`VOXGATE_STT_MODEL`).
 pub const DEFAULT_TRANSCRIPTION_MODEL: &str = "gpt-4o-mini-transcribe";
@@ -82,11 +82,15 @@ impl OpenAiTranscription {
 impl TranscribeUtterance for OpenAiTranscription {
     /// Must be called inside a tokio runtime; otherwise the channel carries
     /// one error. Empty audio is an empty transcript, without a request.
-    fn transcribe(&self, audio: Vec<i16>) -> mpsc::Receiver<Result<String, ProviderError>> {
+    fn transcribe(
+        &self,
+        audio: Vec<i16>,
+        scope: &TaskScope,
+    ) -> mpsc::Receiver<Result<String, ProviderError>> {
         let (tx, rx) = mpsc::channel(1);
         let client = Arc::clone(&self.inner);
         let task_tx = tx.clone();
-        spawn_or_fail(&tx, async move {
+        spawn_or_fail(&tx, scope, async move {
             let outcome = tokio::select! {
                 // Nobody waits for the text any more: drop the request.
                 () = task_tx.closed() => return,

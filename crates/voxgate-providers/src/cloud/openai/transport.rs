@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::cloud::{check_status, status_parts};
-use crate::{ProviderError, Secret};
+use crate::{ProviderError, Secret, TaskScope};
 
 /// The vendor's name in errors.
 pub(super) const PROVIDER: &str = "openai";
@@ -136,16 +136,16 @@ pub(super) async fn next_piece<T>(
     }
 }
 
-/// Runs `task` on the current tokio runtime; outside one, `tx` carries one
-/// error instead.
+/// Runs `task` in `scope` (it ends when it is done, when it finds the
+/// receiver gone, or when the scope is cancelled); outside a tokio runtime,
+/// `tx` carries one error instead.
 pub(super) fn spawn_or_fail<T>(
     tx: &mpsc::Sender<Result<T, ProviderError>>,
+    scope: &TaskScope,
     task: impl Future<Output = ()> + Send + 'static,
 ) {
     match tokio::runtime::Handle::try_current() {
-        // Detached: the task ends on its own, at the latest when it finds
-        // the receiver gone.
-        Ok(runtime) => drop(runtime.spawn(task)),
+        Ok(_) => scope.spawn(task),
         Err(_) => {
             // The channel is new and empty, so there is room for this one.
             let _ = tx.try_send(Err(ProviderError::Inference {
