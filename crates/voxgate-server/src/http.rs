@@ -403,14 +403,18 @@ pub async fn get_call(
     }))
 }
 
+/// Whether the request asks for a WebSocket upgrade.
+pub(crate) fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|h| h.eq_ignore_ascii_case("websocket"))
+}
+
 /// Everything else: 404, and WebSocket upgrades to unknown paths are
 /// counted as refused, never accepted.
 pub async fn not_found(headers: HeaderMap) -> Response {
-    let is_upgrade = headers
-        .get(header::UPGRADE)
-        .and_then(|h| h.to_str().ok())
-        .is_some_and(|h| h.eq_ignore_ascii_case("websocket"));
-    if is_upgrade {
+    if is_websocket_upgrade(&headers) {
         metrics::refused("unknown", "not_found");
     }
     ApiError::NotFound("no such endpoint".into()).into_response()

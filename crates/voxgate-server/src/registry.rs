@@ -105,6 +105,15 @@ impl CallRegistry {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    fn ended(&self) -> MutexGuard<'_, RecentlyEnded> {
+        // One insert (and maybe one eviction) at a time: a poisoned set is
+        // still consistent.
+        self.inner
+            .ended
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Registers a call; the returned registration removes it when dropped.
     pub fn register(
         &self,
@@ -142,12 +151,7 @@ impl CallRegistry {
 
     /// Whether a call with this id ended on this server recently.
     pub fn recently_ended(&self, call_id: &CallSid) -> bool {
-        self.inner
-            .ended
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .ids
-            .contains(call_id)
+        self.ended().ids.contains(call_id)
     }
 
     /// How many calls are live.
@@ -177,12 +181,7 @@ pub struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.registry
-            .inner
-            .ended
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(self.call_id.clone());
+        self.registry.ended().insert(self.call_id.clone());
         let mut calls = self.registry.calls();
         calls.remove(&self.call_id);
         self.registry.inner.count.send_replace(calls.len());

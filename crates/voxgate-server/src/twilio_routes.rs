@@ -54,7 +54,7 @@ impl FromRequest<AppState> for TwilioForm {
         let signed = match &state.config.twilio.auth_token {
             Some(token) => Some((
                 token.clone(),
-                signed_url(state, &request)?,
+                signed_url(state, request.headers(), request.uri(), false)?,
                 request
                     .headers()
                     .get(SIGNATURE_HEADER)
@@ -106,20 +106,7 @@ pub(crate) fn check_stream_signature(
     let Some(token) = &state.config.twilio.auth_token else {
         return Ok(());
     };
-    let path = uri.path_and_query().map_or("/", |path| path.as_str());
-    let url = match &state.config.public_url {
-        Some(public) => public.ws_url(path),
-        None => {
-            let host = headers
-                .get(header::HOST)
-                .and_then(|host| host.to_str().ok())
-                .filter(|host| !host.is_empty())
-                .ok_or_else(|| {
-                    ApiError::Forbidden("no Host header to check the signature".into())
-                })?;
-            format!("wss://{host}{path}")
-        }
-    };
+    let url = signed_url(state, headers, uri, true)?;
     let signature = headers
         .get(SIGNATURE_HEADER)
         .and_then(|value| value.to_str().ok())
@@ -137,16 +124,23 @@ pub(crate) fn check_stream_signature(
 }
 
 /// The URL Twilio requested, as it signed it.
-fn signed_url(state: &AppState, request: &Request) -> Result<String, ApiError> {
-    let path = request
-        .uri()
-        .path_and_query()
-        .map_or("/", |path| path.as_str());
+/// Webhooks are signed over their `https://` URL, a stream upgrade over
+/// its `wss://` one (`websocket`).
+fn signed_url(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    websocket: bool,
+) -> Result<String, ApiError> {
+    let path = uri.path_and_query().map_or("/", |path| path.as_str());
     if let Some(public) = &state.config.public_url {
-        return Ok(public.http_url(path));
+        return Ok(if websocket {
+            public.ws_url(path)
+        } else {
+            public.http_url(path)
+        });
     }
-    let host = request
-        .headers()
+    let host = headers
         .get(header::HOST)
         .and_then(|host| host.to_str().ok())
         .filter(|host| !host.is_empty())
@@ -156,7 +150,8 @@ fn signed_url(state: &AppState, request: &Request) -> Result<String, ApiError> {
                     .into(),
             )
         })?;
-    Ok(format!("https://{host}{path}"))
+    let scheme = if websocket { "wss" } else { "https" };
+    Ok(format!("{scheme}://{host}{path}"))
 }
 
 fn unix_ms() -> i64 {

@@ -10,7 +10,7 @@ use voxgate_core::access::{bearer_token, cookie};
 
 use super::SESSION_COOKIE;
 use crate::app::AppState;
-use crate::http::ApiError;
+use crate::http::{ApiError, is_websocket_upgrade};
 use crate::metrics;
 
 /// Who a request proved to be; handlers read it from the request's
@@ -37,7 +37,7 @@ pub async fn check_origin_and_host(
     if let Some(host) = headers.get(header::HOST)
         && !host.to_str().is_ok_and(|h| state.access.allowed.host(h))
     {
-        metrics::access_denied("host", is_upgrade(headers));
+        metrics::access_denied("host", is_websocket_upgrade(headers));
         return ApiError::MisdirectedRequest(
             "this server does not answer for that Host; add it to VOXGATE_ALLOWED_HOSTS or \
              set VOXGATE_PUBLIC_URL"
@@ -50,7 +50,7 @@ pub async fn check_origin_and_host(
             .to_str()
             .is_ok_and(|o| state.access.allowed.origin(o))
     {
-        metrics::access_denied("origin", is_upgrade(headers));
+        metrics::access_denied("origin", is_websocket_upgrade(headers));
         return ApiError::Forbidden(
             "requests from this browser origin are not allowed; add it to \
              VOXGATE_ALLOWED_ORIGINS"
@@ -68,7 +68,7 @@ pub async fn require_admin(
     next: Next,
 ) -> Response {
     if let Err(e) = admin(&state, request.headers()) {
-        metrics::access_denied("unauthorized", is_upgrade(request.headers()));
+        metrics::access_denied("unauthorized", is_websocket_upgrade(request.headers()));
         return e.into_response();
     }
     request.extensions_mut().insert(Credential::Admin);
@@ -97,7 +97,7 @@ pub async fn require_caller(
                 .call_tokens
                 .is_live(&token, Instant::now().into_std())
             {
-                metrics::access_denied("call_token", is_upgrade(request.headers()));
+                metrics::access_denied("call_token", is_websocket_upgrade(request.headers()));
                 return ApiError::Unauthorized(
                     "the call token is unknown, used or expired; ask for a new one".into(),
                 )
@@ -107,7 +107,7 @@ pub async fn require_caller(
         }
         (Ok(()), None) => Credential::Admin,
         (Err(e), None) => {
-            metrics::access_denied("unauthorized", is_upgrade(request.headers()));
+            metrics::access_denied("unauthorized", is_websocket_upgrade(request.headers()));
             return e.into_response();
         }
     };
@@ -148,11 +148,4 @@ pub(super) fn session_id(state: &AppState, headers: &HeaderMap) -> Option<String
         .filter_map(|value| cookie(value, SESSION_COOKIE))
         .find(|id| state.access.sessions.is_valid(id, now))
         .map(str::to_owned)
-}
-
-fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::UPGRADE)
-        .and_then(|h| h.to_str().ok())
-        .is_some_and(|h| h.eq_ignore_ascii_case("websocket"))
 }
