@@ -4,6 +4,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::{Router, middleware};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -122,7 +123,10 @@ pub fn router(state: AppState) -> Router {
                 .put(personas::put_persona)
                 .delete(personas::delete_persona),
         )
-        .route("/api/call-tokens", post(access::create_call_token))
+        .route(
+            "/api/call-tokens",
+            post(access::create_call_token).layer(DefaultBodyLimit::max(access::MAX_BODY_BYTES)),
+        )
         .route("/api/admin/reset", post(access::admin_reset))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -140,7 +144,10 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))
         .route("/twilio/status", post(twilio_routes::status_callback))
-        .route("/api/login", post(access::login))
+        .route(
+            "/api/login",
+            post(access::login).layer(DefaultBodyLimit::max(access::MAX_BODY_BYTES)),
+        )
         .route("/api/logout", post(access::logout))
         .route("/api/session", get(access::session_status))
         .merge(admin)

@@ -609,3 +609,27 @@ async fn an_admin_reset_ends_every_call_and_drops_parked_sessions() {
     drop(monitor);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn oversized_login_and_call_token_bodies_are_refused_unread() {
+    let server = server().await;
+    let padding = "x".repeat(8 * 1024);
+    let login = format!(r#"{{"token":"{padding}"}}"#);
+    let (status, _, body) = send(&server, "POST", "/api/login", &login, &[]).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(json_body(&body)["error"]["code"], "payload_too_large");
+    let mint = format!(r#"{{"persona":"{padding}"}}"#);
+    let (status, _, body) = send(
+        &server,
+        "POST",
+        "/api/call-tokens",
+        &mint,
+        &[("Authorization", BEARER)],
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    // Anonymous and oversized: the credential is checked first.
+    let (status, _, _) = send(&server, "POST", "/api/call-tokens", &mint, &[]).await;
+    assert_eq!(status, 401);
+    server.stop().await;
+}

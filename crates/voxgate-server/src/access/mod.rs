@@ -27,6 +27,10 @@ pub use tokens::{AdminToken, CallGrant, CallTokens, LoginSessions, TooManyCallTo
 
 use crate::config::Config;
 
+/// Largest body the access routes read (`{"token"}`, `{"persona"}`): a
+/// token or a name, far below the API's general limit.
+pub const MAX_BODY_BYTES: usize = 4096;
+
 /// The console's session cookie.
 pub const SESSION_COOKIE: &str = "voxgate_session";
 
